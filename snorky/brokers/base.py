@@ -1,0 +1,205 @@
+"""The Broker contract: the one seam every fan-out goes through.
+
+A service never loops over another node's clients. It *subscribes* its node to a
+topic while at least one of its local clients is interested, and *publishes* an
+:class:`~snorky.protocol.Outbound` to a topic; the broker hands it to every
+handler subscribed to that topic, on every node that shares the broker. The
+in-memory broker does this synchronously inside ``publish``; a networked broker
+does it when the message comes back from the network, so services must not
+assume either.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from snorky.protocol import Outbound
+
+__all__ = ["Broker", "Handler", "History", "HistoryResult", "MaybeAwaitable", "then", "topic_for", "with_position"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+MaybeAwaitable = T | Awaitable[T]
+"""What broker queries return: the value itself (in-memory broker) or an awaitable
+(networked brokers). Services combine them with :func:`then`, so that on one node
+a command still answers before it returns, as in Snorky 0.1."""
+
+
+def then(result: MaybeAwaitable[T], callback: Callable[[T], R]) -> MaybeAwaitable[R]:
+    """Apply ``callback`` to a broker result now if it is a value, or once it is awaited."""
+    if inspect.isawaitable(result):
+
+        async def later() -> R:
+            value: Any = callback(await result)
+            while inspect.isawaitable(value):  # a callback may itself ask the broker
+                value = await value
+            return value  # type: ignore[no-any-return]
+
+        return later()
+    return callback(result)
+
+
+@dataclass(frozen=True)
+class History:
+    """How a topic keeps its recent messages: the last ``size`` for ``ttl`` seconds."""
+
+    size: int = 100
+    ttl: float = 300.0
+
+
+@dataclass
+class HistoryResult:
+    """A topic's position and, when asked, the messages after a given offset.
+
+    Attributes:
+        offset: the offset of the newest message (0 before the first one).
+        epoch: identifies this stream; it changes when a stream is lost or restarted,
+            and offsets from another epoch mean nothing.
+        recovered: whether every message after the asked offset was still kept.
+        publications: those messages' JSON, oldest first (empty if not recovered).
+    """
+
+    offset: int
+    epoch: str
+    recovered: bool = False
+    publications: list[bytes] = field(default_factory=list)
+
+
+def with_position(out: Outbound, offset: int, epoch: str) -> bytes:
+    """The JSON of ``out`` with ``"offset"`` and ``"epoch"`` added to its message.
+
+    ``out`` must be an envelope whose last key is an object ``message`` (every
+    service builds them so), so the fields are spliced into the encoded bytes
+    without decoding them; a networked broker's script can do the same.
+    """
+    data = out.json
+    if not data.endswith(b"}}"):
+        raise ValueError("a message kept in history must be an object at the end of its envelope")
+    return b'%s,"offset":%d,"epoch":"%s"}}' % (data[:-2], offset, epoch.encode())
+
+
+Handler = Callable[[str, Outbound], None]
+"""A topic handler: ``handler(topic, outbound)``."""
+
+
+def topic_for(service_name: str, channel: Any) -> str:
+    """Return the broker topic for a service's channel.
+
+    Channels may be any JSON value (a string or an object); the topic holds its
+    canonical JSON (sorted keys), so equal channels share a topic on every node.
+    """
+    return service_name + ":" + orjson.dumps(channel, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class Broker(ABC):
+    """Moves outbound messages from publishers to topic handlers on every node."""
+
+    @abstractmethod
+    def subscribe(self, topic: str, handler: Handler) -> MaybeAwaitable[None]:
+        """Call ``handler`` for every message later published to ``topic``.
+
+        Subscribing the same handler twice to a topic has no further effect. A
+        networked broker returns an awaitable that resolves once the subscription
+        is in effect everywhere (publishes made after that reach the handler).
+        """
+
+    @abstractmethod
+    def unsubscribe(self, topic: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``topic`` (no error if it was not subscribed)."""
+
+    @abstractmethod
+    def publish(self, topic: str, out: Outbound, history: History | None = None) -> MaybeAwaitable[None]:
+        """Hand ``out`` to every handler subscribed to ``topic``, on every node, once.
+
+        A networked broker may return an awaitable that is done once the message
+        is on its way to every node; a publisher answered after it stays ahead of
+        anything published later, on any node.
+
+
+        With ``history``, the message is also kept in the topic's stream: it is
+        given the next offset and the stream's epoch (see :func:`with_position`),
+        and handlers receive it with them.
+        """
+
+    @abstractmethod
+    def history(
+        self, topic: str, since: tuple[int, str] | None = None, ttl: float = 300.0
+    ) -> MaybeAwaitable[HistoryResult]:
+        """The position of ``topic``'s stream and, given ``since = (offset, epoch)``,
+        the messages after ``offset`` if the stream still has them all.
+
+        Reading keeps the stream (and its epoch) alive for another ``ttl`` seconds,
+        so that a subscriber of a quiet channel can recover later."""
+
+    # Presence: who is in a channel, on every node ------------------------------------
+
+    node_id: str = "local"
+    """This node's id; presence members are ``"<node_id>/<local id>"``."""
+
+    @abstractmethod
+    def presence_add(
+        self, key: str, member: str, info: bytes, ttl: float = 30.0, only_if_absent: bool = False
+    ) -> MaybeAwaitable[bool]:
+        """Add ``member`` (with ``info``) to the presence set ``key``; whether it was added.
+
+        The entry lives while this node lives: the broker refreshes it, and it
+        expires ``ttl`` seconds after its node stops (see :meth:`watch_presence`).
+        With ``only_if_absent``, a member already there (and alive) is left alone
+        and ``False`` returned: an atomic claim, for names unique in the cluster.
+        """
+
+    @abstractmethod
+    def presence_remove(self, key: str, member: str) -> MaybeAwaitable[bool]:
+        """Remove ``member`` from ``key``; whether it was there."""
+
+    @abstractmethod
+    def presence_list(self, key: str) -> MaybeAwaitable[dict[str, bytes]]:
+        """The live members of ``key`` and their info."""
+
+    def watch_presence(  # noqa: B027 - optional: only networked brokers have nodes that die
+        self, key: str, on_expired: Callable[[str, dict[str, bytes], dict[str, bytes]], None] | None
+    ) -> None:
+        """Call ``on_expired(key, expired, remaining)`` when entries of ``key`` expire (their node died).
+
+        ``expired`` and ``remaining`` map members to their info; each expired entry
+        is reported once, on one node. ``None`` stops watching. The in-memory broker
+        has no other nodes, so nothing ever expires there.
+        """
+
+    # Key-value entries with expiry -----------------------------------------------------
+
+    @abstractmethod
+    def kv_set(
+        self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False
+    ) -> MaybeAwaitable[bool]:
+        """Set ``key``; with ``only_if_absent``, only if it is not set (then: whether it was set)."""
+
+    @abstractmethod
+    def kv_get(self, key: str) -> MaybeAwaitable[bytes | None]:
+        """The value of ``key``, or ``None``."""
+
+    @abstractmethod
+    def kv_delete(self, key: str) -> MaybeAwaitable[bool]:
+        """Delete ``key``; whether it existed (so exactly one caller can claim a key)."""
+
+    # Nodes ----------------------------------------------------------------------------
+
+    def nodes(self) -> MaybeAwaitable[list[str]]:
+        """The ids of the live nodes sharing this broker."""
+        return [self.node_id]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the status page and server info."""
+        return {}
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Connect (networked brokers); the in-memory broker has nothing to do."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Disconnect and release resources."""

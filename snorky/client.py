@@ -1,0 +1,45 @@
+"""Client: one connected peer as services see it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snorky.protocol import Outbound
+
+__all__ = ["Client"]
+
+
+class Client:
+    """One peer connected to a :class:`~snorky.ServiceRegistry`.
+
+    Transports subclass it; services only read :attr:`identity` and
+    :attr:`remote_address` and send through :meth:`Service.send_message_to
+    <snorky.services.base.Service.send_message_to>`. A subclass (or any object, as
+    in Snorky 0.1) needs only ``send(message)``; transports that can write
+    pre-encoded bytes also override :meth:`deliver`.
+    """
+
+    def __init__(self) -> None:
+        self.identity: Any = None
+        """Who the peer proved to be (the token's ``sub``; ``None`` for an anonymous peer)."""
+        self.info: Any = None
+        """Public data about the peer from its token's ``info`` claim (shown in presence)."""
+        self.claims: dict[str, Any] | None = None
+        """All the claims of the peer's verified token, or ``None``."""
+
+    @property
+    def remote_address(self) -> str | None:
+        """The peer's address, usually an IP address."""
+        return None
+
+    def send(self, msg: Any) -> None:
+        """Send one JSON value (normally ``{"service", "message"}``) to the peer."""
+        raise NotImplementedError
+
+    def deliver(self, out: Outbound) -> None:
+        """Send an :class:`~snorky.protocol.Outbound` message; the default calls :meth:`send`."""
+        self.send(out.value)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.remote_address} identity={self.identity!r}>"

@@ -1,0 +1,275 @@
+"""Configuration for ``snorky serve``: embedded defaults, overridden by a TOML file.
+
+Every key is optional; an unknown key is an error that names it. See
+``docs/topics/configuration.rst`` for the whole file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from snorky.errors import ConfigError
+from snorky.request_handlers.options import TransportOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "Config",
+    "FrontendConfig",
+    "BackendConfig",
+    "AuthConfig",
+    "RedisConfig",
+    "ServiceSpec",
+    "BUILTIN_SERVICES",
+    "load_class",
+]
+
+BUILTIN_SERVICES: dict[str, str] = {
+    "pubsub": "snorky.services.pubsub.PubSubService",
+    "pubsub_backend": "snorky.services.pubsub.PubSubBackend",
+    "chat": "snorky.services.chat.ChatService",
+    "messaging": "snorky.services.messaging.MessagingService",
+    "cursors": "snorky.services.cursors.CursorsService",
+    "datasync": "snorky.services.datasync.DataSyncService",
+    "datasync_backend": "snorky.services.datasync.DataSyncBackend",
+    "progress": "snorky.services.progress.ProgressService",
+    "progress_backend": "snorky.services.progress.ProgressBackend",
+}
+"""Short names accepted for ``class`` in service tables."""
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass
+class FrontendConfig:
+    """The public port browsers connect to."""
+
+    address: str = "127.0.0.1"
+    port: int = 5001
+    websocket_path: str = "/ws"
+    sockjs_prefix: str = "/sockjs"
+    """URL prefix of the SockJS endpoint; an empty string disables SockJS."""
+    status_page: bool = True
+    """Serve a small status page (at ``/``, or at ``/status`` when ``static_dir`` is set)."""
+    static_dir: str = ""
+    """A folder of files served at ``/`` (``index.html`` for folders), relative to the
+    configuration file; for pages that use Snorky, such as the demos."""
+    transport: TransportOptions = field(default_factory=TransportOptions)
+
+
+@dataclass
+class BackendConfig:
+    """The private port trusted application servers call."""
+
+    address: str = "127.0.0.1"
+    port: int = 5002
+    path: str = "/backend"
+    api_key: str | None = None
+    """The key clients must send in ``X-Backend-Key``; ``SNORKY_API_KEY`` overrides it.
+
+    Without a key the backend port is not opened at all."""
+    max_message_size: int = 1024 * 1024
+    timeout: float = 30.0
+
+
+@dataclass
+class AuthConfig:
+    """How client tokens are verified; with neither key, tokens are refused."""
+
+    secret: str | None = None
+    """The HS256 shared secret; ``SNORKY_TOKEN_SECRET`` overrides it."""
+    public_key_file: str | None = None
+    """A PEM public key file, for RS256/ES256 tokens."""
+    algorithms: list[str] = field(default_factory=list)
+    """Accepted algorithms (default: HS256 with a secret, RS256 and ES256 with a key)."""
+    leeway: float = 0.0
+    """Seconds of clock difference tolerated on ``exp``."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether tokens can be verified at all."""
+        return bool(self.secret or self.public_key_file)
+
+
+@dataclass
+class RedisConfig:
+    """Options of the Redis broker (``broker = "redis://..."``)."""
+
+    prefix: str = "snorky"
+    """Prefix of every key and channel; clusters sharing a Redis need different ones."""
+    node_id: str = ""
+    """This node's id (default: host name, process id and random bits)."""
+    heartbeat: float = 1.0
+    """Seconds between heartbeats (liveness, presence refresh, subscription check)."""
+    presence_ttl: float = 30.0
+    """Seconds after which a dead node's presence entries expire (and leave notifications go out)."""
+    max_pending: int = 100_000
+    """Publishes kept while Redis is unreachable; beyond that, the oldest are dropped (and counted)."""
+    timeout: float = 5.0
+    """Seconds a command waits for Redis (a subscription's confirmation) before answering ``unavailable``."""
+
+
+@dataclass
+class ServiceSpec:
+    """One service to create: its name, class and constructor options."""
+
+    name: str
+    class_path: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_services() -> list[ServiceSpec]:
+    return [ServiceSpec("pubsub", BUILTIN_SERVICES["pubsub"])]
+
+
+@dataclass
+class Config:
+    """Everything ``snorky serve`` needs; :meth:`load` reads it from a file."""
+
+    log_level: str = "info"
+    broker: str = "memory"
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    services: list[ServiceSpec] = field(default_factory=_default_services)
+    backend_services: list[ServiceSpec] | None = None
+    """Backend services; ``None`` (not configured): one backend for each frontend
+    service that has one (PubSub, DataSync, Progress), under the same name."""
+    source: str = "(embedded defaults)"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY`` from ``env``.
+
+        Raises:
+            ConfigError: the file cannot be read or parsed, or a value is wrong.
+        """
+        env = dict(os.environ) if env is None else env
+        data: dict[str, Any] = {}
+        source = "(embedded defaults)"
+        if path is not None:
+            source = str(path)
+            try:
+                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except OSError as error:
+                raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+            except tomllib.TOMLDecodeError as error:
+                raise ConfigError(f"{path}: invalid TOML: {error}") from None
+        config = cls.from_dict(data, source)
+        if path is not None and config.frontend.static_dir:
+            config.frontend.static_dir = str(Path(path).resolve().parent / config.frontend.static_dir)
+        if env.get("SNORKY_API_KEY"):
+            config.backend.api_key = env["SNORKY_API_KEY"]
+        if env.get("SNORKY_TOKEN_SECRET"):
+            config.auth.secret = env["SNORKY_TOKEN_SECRET"]
+        return config
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "(dict)") -> Config:
+        """Build a configuration from parsed TOML data, checking every key."""
+        data = dict(data)
+        config = cls(source=source)
+        config.log_level = _pop(data, "log_level", str, config.log_level, source).lower()
+        if config.log_level not in LOG_LEVELS:
+            raise ConfigError(f"{source}: log_level must be one of {', '.join(LOG_LEVELS)}")
+        config.broker = _pop(data, "broker", str, config.broker, source)
+        if config.broker != "memory" and urlsplit(config.broker).scheme not in ("redis", "rediss", "redis+sentinel"):
+            raise ConfigError(
+                f'{source}: broker must be "memory", "redis://host:port/db" or "redis+sentinel://host:port/service"'
+            )
+        _fill(config.redis, dict(_pop(data, "redis", dict, {}, source)), f"{source}: [redis]")
+
+        frontend = dict(_pop(data, "frontend", dict, {}, source))
+        transport_keys = {f.name for f in fields(TransportOptions)}
+        transport = {key: frontend.pop(key) for key in list(frontend) if key in transport_keys}
+        _fill(config.frontend, frontend, f"{source}: [frontend]")
+        _fill(config.frontend.transport, transport, f"{source}: [frontend]")
+        _fill(config.backend, dict(_pop(data, "backend", dict, {}, source)), f"{source}: [backend]")
+        _fill(config.auth, dict(_pop(data, "auth", dict, {}, source)), f"{source}: [auth]")
+
+        if "services" in data:
+            config.services = _specs(_pop(data, "services", dict, {}, source), f"{source}: [services]")
+        if "backend_services" in data:
+            config.backend_services = _specs(
+                _pop(data, "backend_services", dict, {}, source), f"{source}: [backend_services]"
+            )
+        if data:
+            raise ConfigError(f"{source}: unknown key {sorted(data)[0]!r}")
+        return config
+
+
+def _pop(data: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    if key not in data:
+        return default
+    value = data.pop(key)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _fill(target: Any, values: dict[str, Any], where: str) -> None:
+    """Set each of ``values`` on the dataclass ``target``, checking names and types."""
+    known = {f.name: f for f in fields(target)}
+    for key, value in values.items():
+        if key not in known or key == "transport":
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        current = getattr(target, key)
+        expected: tuple[type, ...]
+        if isinstance(current, bool):
+            expected = (bool,)
+        elif isinstance(current, float):
+            expected = (int, float)
+        elif isinstance(current, int):
+            expected = (int,)
+        elif isinstance(current, list):
+            expected = (list,)
+        else:
+            expected = (str,)
+        if not isinstance(value, expected) or (expected != (bool,) and isinstance(value, bool)):
+            raise ConfigError(f"{where}: {key} must be a {expected[0].__name__}, not {type(value).__name__}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{where}: {key} must not be negative")
+        setattr(target, key, value)
+
+
+def _specs(table: dict[str, Any], where: str) -> list[ServiceSpec]:
+    specs = []
+    for name, options in table.items():
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}: {name} must be a table")
+        options = dict(options)
+        class_path = options.pop("class", None)
+        if not isinstance(class_path, str):
+            raise ConfigError(f'{where}: {name} needs class = "..." (a built-in name or dotted path)')
+        specs.append(ServiceSpec(name, BUILTIN_SERVICES.get(class_path, class_path), options))
+    return specs
+
+
+def load_class(path: str) -> type:
+    """Import ``package.module.ClassName``.
+
+    Raises:
+        ConfigError: the module or class cannot be imported.
+    """
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise ConfigError(f"{path!r} is not a dotted path (package.module.Class)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"cannot import {module_name}: {error}") from None
+    try:
+        cls: type = getattr(module, class_name)
+    except AttributeError:
+        raise ConfigError(f"{module_name} has no {class_name}") from None
+    return cls

@@ -1,0 +1,152 @@
+"""The wire format: JSON envelopes, encoded once and framed once per transport.
+
+Every frame in either direction is a JSON object ``{"service": NAME, "message":
+BODY}``. RPC bodies are ``{"command", "params", "callId"}`` on the way in and
+``{"type": "response" | "error", "callId", ...}`` on the way out; any other
+``type`` is a notification. See ``docs/topics/protocol.rst``.
+
+This module is pure: no Tornado, no I/O. Its :class:`Outbound` carries one
+outgoing message and computes each wire form (JSON bytes, a WebSocket frame, a
+SockJS string) at most once, however many clients receive it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+from snorky.errors import ERROR_CODES, ProtocolError
+from snorky.hashable import make_hashable
+
+__all__ = [
+    "Outbound",
+    "decode",
+    "encode",
+    "error_body",
+    "parse_envelope",
+    "websocket_frame",
+]
+
+
+def encode(value: Any) -> bytes:
+    """Encode a JSON value to UTF-8 bytes (compact, like ``json.dumps`` with no spaces)."""
+    return orjson.dumps(value)
+
+
+def decode(raw: bytes | str) -> Any:
+    """Decode one incoming frame into a hashable JSON value.
+
+    Raises:
+        ProtocolError: ``invalid_json`` if ``raw`` is not JSON.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("Invalid JSON", "invalid_json") from None
+    return make_hashable(value)
+
+
+def parse_envelope(value: Any) -> tuple[str, Any]:
+    """Split a decoded frame into its service name and message.
+
+    Raises:
+        ProtocolError: ``invalid_message`` if it is not ``{"service": str, "message": ...}``.
+    """
+    if type(value) is not dict and not isinstance(value, dict):
+        raise ProtocolError("Invalid message", "invalid_message")
+    try:
+        service = value["service"]
+        message = value["message"]
+    except KeyError:
+        raise ProtocolError("Invalid message", "invalid_message") from None
+    if not isinstance(service, str):
+        raise ProtocolError("Invalid message", "invalid_message")
+    return service, message
+
+
+def error_body(code: str, call_id: Any = None, message: str | None = None) -> dict[str, Any]:
+    """Build an RPC error body: ``{"type": "error", "callId", "message", "code"}``."""
+    return {
+        "type": "error",
+        "callId": call_id,
+        "message": ERROR_CODES[code] if message is None else message,
+        "code": code,
+    }
+
+
+def websocket_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """Frame ``payload`` as one unmasked, final WebSocket frame (RFC 6455, server side)."""
+    length = len(payload)
+    first = 0x80 | opcode
+    if length < 126:
+        header = struct.pack("!BB", first, length)
+    elif length < 0x10000:
+        header = struct.pack("!BBH", first, 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 127, length)
+    return header + payload
+
+
+class Outbound:
+    """One outgoing envelope, encoded lazily and at most once per wire form.
+
+    Build it from a Python value (:meth:`from_value`) or from JSON bytes that came
+    through a broker (:meth:`from_json`). Transports read the form they need;
+    clients that only implement ``send(dict)`` get :attr:`value`.
+    """
+
+    __slots__ = ("_value", "_json", "_ws_frame", "_sockjs", "exclude")
+
+    def __init__(self, value: Any = None, json: bytes | None = None, exclude: Any = None) -> None:
+        self._value = value
+        self._json = json
+        self._ws_frame: bytes | None = None
+        self._sockjs: str | None = None
+        self.exclude = exclude
+        """A local client that must not receive this message (usually its sender).
+
+        It is not part of the message: a networked broker does not carry it,
+        and on other nodes the sender is not a local client anyway."""
+
+    @classmethod
+    def from_value(cls, value: Any) -> Outbound:
+        """Wrap a JSON-serialisable value (normally ``{"service", "message"}``)."""
+        return cls(value, None)
+
+    @classmethod
+    def from_json(cls, json: bytes) -> Outbound:
+        """Wrap JSON bytes that are already encoded (for example, from a broker)."""
+        return cls(None, json)
+
+    @property
+    def value(self) -> Any:
+        """The message as Python data (decoded once if it arrived as bytes)."""
+        if self._value is None and self._json is not None:
+            self._value = orjson.loads(self._json)
+        return self._value
+
+    @property
+    def json(self) -> bytes:
+        """The message as compact UTF-8 JSON."""
+        data = self._json
+        if data is None:
+            data = self._json = orjson.dumps(self._value)
+        return data
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The message as a complete WebSocket text frame."""
+        frame = self._ws_frame
+        if frame is None:
+            frame = self._ws_frame = websocket_frame(self.json)
+        return frame
+
+    @property
+    def sockjs(self) -> str:
+        """The message as a SockJS array element: the JSON text, quoted as a JSON string."""
+        text = self._sockjs
+        if text is None:
+            text = self._sockjs = orjson.dumps(self.json.decode("utf-8")).decode("utf-8")
+        return text

@@ -1,0 +1,162 @@
+"""Backend HTTP transport: trusted application servers POST one message, get one reply.
+
+Route: ``(path, BackendHTTPHandler, {"service_registry": registry, "api_key": key})``
+or :meth:`BackendHTTPHandler.get_route`. Every request carries the key in the
+``X-Backend-Key`` header (compared in constant time). The body is one envelope
+``{"service", "message"}``; the response body is the service's answer envelope.
+Failures answer a JSON body ``{"type": "error", "code", "message"}`` with:
+
+====  =====================================================================
+400   ``invalid_json`` or ``invalid_message`` (the body is not an envelope)
+401   ``unauthorized``: the key is missing or wrong
+404   ``unknown_service``
+413   ``message_too_large``: the body is over ``max_message_size``
+504   ``timeout``: the service did not answer within ``timeout`` seconds
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any, NoReturn
+
+from tornado.web import HTTPError, RequestHandler
+
+from snorky.client import Client
+from snorky.errors import ERROR_CODES, ProtocolError
+from snorky.protocol import Outbound, decode, encode, parse_envelope
+from snorky.service_registry import ServiceRegistry
+
+__all__ = ["BackendHTTPHandler", "HTTPClient", "BACKEND_ERRORS"]
+
+logger = logging.getLogger(__name__)
+
+BACKEND_ERRORS: dict[str, str] = {
+    "unauthorized": "Invalid API key",
+    "message_too_large": "Message too large",
+    "timeout": "The service did not answer in time",
+    "method_not_allowed": "Use POST",
+    **ERROR_CODES,
+}
+"""Codes of the backend port's HTTP error bodies, with their messages."""
+
+
+class _Refused(HTTPError):
+    """A request refused with an HTTP status, a Snorky error code and a message."""
+
+    def __init__(self, status: int, code: str, message: str | None) -> None:
+        super().__init__(status)
+        self.snorky_code = code
+        self.snorky_message = message if message is not None else BACKEND_ERRORS[code]
+
+
+class HTTPClient(Client):
+    """The backend peer of one HTTP request; its first message becomes the response."""
+
+    def __init__(self, req_handler: BackendHTTPHandler) -> None:
+        super().__init__()
+        self.req_handler = req_handler
+        self.answer: asyncio.Future[Outbound] = asyncio.get_running_loop().create_future()
+        """Resolved with the first message a service sends to this client."""
+
+    @property
+    def remote_address(self) -> str | None:
+        """The IP address of the application server."""
+        return self.req_handler.request.remote_ip
+
+    def send(self, msg: Any) -> None:
+        """Answer the request with ``msg`` (later messages are dropped)."""
+        self.deliver(Outbound(msg))
+
+    def deliver(self, out: Outbound) -> None:
+        if not self.answer.done():
+            self.answer.set_result(out)
+
+
+class BackendHTTPHandler(RequestHandler):
+    """Serves the backend registry over HTTP POST (see the module docs)."""
+
+    service_registry: ServiceRegistry
+
+    def initialize(
+        self,
+        service_registry: ServiceRegistry,
+        api_key: str,
+        max_message_size: int = 1024 * 1024,
+        timeout: float = 30.0,
+    ) -> None:
+        if not api_key:
+            raise ValueError("BackendHTTPHandler needs a non-empty api_key")
+        self.service_registry = service_registry
+        self.api_key = api_key
+        self.max_message_size = max_message_size
+        self.timeout = timeout
+
+    @classmethod
+    def get_route(
+        cls, service_registry: ServiceRegistry, path: str = "/backend", **options: Any
+    ) -> tuple[str, type[BackendHTTPHandler], dict[str, Any]]:
+        """Return a ``(path, handler, kwargs)`` route; ``api_key`` is required."""
+        return (path, cls, dict(options, service_registry=service_registry))
+
+    def check_xsrf_cookie(self) -> None:
+        """The API key authenticates; there are no cookies to protect."""
+
+    def check_api_key(self) -> None:
+        """Refuse the request with 401 unless ``X-Backend-Key`` matches the key."""
+        key = self.request.headers.get("X-Backend-Key")
+        if key is None:
+            self._fail(401, "unauthorized", "Missing X-Backend-Key header")
+        if not hmac.compare_digest(key.encode("utf-8"), self.api_key.encode("utf-8")):
+            self._fail(401, "unauthorized", "Invalid API key")
+
+    def _fail(self, status: int, code: str, message: str | None = None) -> NoReturn:
+        raise _Refused(status, code, message)
+
+    async def post(self) -> None:
+        self.check_api_key()
+        body = self.request.body
+        if len(body) > self.max_message_size:
+            self._fail(413, "message_too_large")
+        try:
+            name, content = parse_envelope(decode(body))
+        except ProtocolError as error:
+            self._fail(400, error.code, error.message)
+        service = self.service_registry.registered_services.get(name)
+        if service is None:
+            self._fail(404, "unknown_service", f'Unknown service "{name}"')
+        client = HTTPClient(self)
+        service.process_message_from(client, content)
+        try:
+            out = await asyncio.wait_for(asyncio.shield(client.answer), self.timeout)
+        except asyncio.TimeoutError:
+            self._fail(504, "timeout")
+        self.set_header("Content-Type", "application/json")
+        self.finish(out.json)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Answer every failure with a JSON body ``{"type": "error", "code", "message"}``."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, _Refused):
+            code, message = error.snorky_code, error.snorky_message
+        elif status_code == 405:
+            code, message = "method_not_allowed", BACKEND_ERRORS["method_not_allowed"]
+        elif status_code < 500:
+            code, message = "invalid_message", self._reason
+        else:
+            code, message = "internal_error", ERROR_CODES["internal_error"]
+        self.set_header("Content-Type", "application/json")
+        self.finish(encode({"type": "error", "code": code, "message": message}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, _Refused):
+            logger.warning(
+                "! backend request from %s refused: %d %s",
+                self.request.remote_ip,
+                value.status_code,
+                value.snorky_message,
+            )
+        else:
+            super().log_exception(typ, value, tb)

@@ -1,0 +1,61 @@
+"""Options shared by the client-facing transports (WebSocket and SockJS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["TransportOptions", "origin_allowed"]
+
+
+@dataclass
+class TransportOptions:
+    """Limits and policies of a client-facing transport.
+
+    Attributes:
+        allowed_origins: origins allowed besides the server's own host: full
+            origins (``"https://app.example.com"``) or host names
+            (``"app.example.com"``); ``"*"`` allows every origin.
+        max_message_size: largest incoming message in bytes; a bigger one closes
+            the WebSocket with code 1009 (SockJS: a ``message_too_large`` error).
+        ping_interval: seconds between WebSocket pings (0 disables them).
+        ping_timeout: seconds to wait for the pong before the peer is taken for
+            dead and disconnected (at most ``ping_interval``).
+        max_unsent_bytes: unsent bytes a connection may queue before it is
+            closed as a slow client (code 4008).
+    """
+
+    allowed_origins: list[str] = field(default_factory=list)
+    max_message_size: int = 64 * 1024
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    max_unsent_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> TransportOptions:
+        """Take this class's options out of ``kwargs`` (Snorky 0.1's ``ping_pong_interval`` too)."""
+        if "ping_pong_interval" in kwargs:
+            kwargs.setdefault("ping_interval", kwargs.pop("ping_pong_interval") or 0)
+        names = {f.name for f in fields(cls)}
+        options = cls(**{key: kwargs.pop(key) for key in list(kwargs) if key in names})
+        options.allowed_origins = list(options.allowed_origins)
+        return options
+
+
+def origin_allowed(origin: str, host: str, allowed: list[str]) -> bool:
+    """Whether a browser from ``origin`` may connect to a server reached as ``host``.
+
+    Same-host origins are always allowed; others must be listed in ``allowed``.
+    """
+    if "*" in allowed:
+        return True
+    parts = urlsplit(origin.lower())
+    netloc = parts.netloc
+    if netloc and netloc == host.lower():
+        return True
+    for entry in allowed:
+        entry = entry.lower().rstrip("/")
+        if entry == origin.lower().rstrip("/") or entry == netloc or entry == parts.hostname:
+            return True
+    return False

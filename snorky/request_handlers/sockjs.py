@@ -1,0 +1,199 @@
+"""SockJS transport on sockjs-tornado: ``SnorkySockJSHandler.get_routes(registry, "/sockjs")``.
+
+Browsers on networks that break WebSocket fall back to streaming or polling
+(xhr-streaming, xhr-polling, eventsource, ...); services see the same
+:class:`~snorky.client.Client` either way. Each outgoing message is JSON-quoted
+once for all its recipients (:attr:`snorky.protocol.Outbound.sockjs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+from urllib.parse import urlsplit
+
+with warnings.catch_warnings():
+    # sockjs-tornado decorates its handlers with its own copy of Tornado's old
+    # @asynchronous, which warns at import, and some of its regexes have escapes
+    # that newer Pythons warn about when they compile it; nothing a user can act on.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", SyntaxWarning)
+    from sockjs.tornado import SockJSConnection, SockJSRouter
+    from sockjs.tornado.session import CONNECTING, Session
+
+from snorky.auth import AuthError
+from snorky.client import Client
+from snorky.errors import CLOSE_CODES, CLOSE_FORBIDDEN_ORIGIN, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
+from snorky.protocol import Outbound
+from snorky.request_handlers.options import TransportOptions, origin_allowed
+from snorky.service_registry import ServiceRegistry
+from snorky.services.auth import AuthService
+
+__all__ = ["SnorkySockJSHandler", "SockJSClient"]
+
+logger = logging.getLogger(__name__)
+
+
+class SockJSClient(Client):
+    """A peer connected over SockJS."""
+
+    def __init__(self, req_handler: SnorkySockJSHandler) -> None:
+        super().__init__()
+        self.req_handler = req_handler
+        self.address: str | None = None
+        self.closed = False
+        """True once the session is closed; sends are dropped."""
+
+    @property
+    def remote_address(self) -> str | None:
+        """The peer's IP address."""
+        return self.address
+
+    def send(self, msg: Any) -> None:
+        """Send one JSON value."""
+        self.deliver(Outbound(msg))
+
+    def deliver(self, out: Outbound) -> None:
+        """Send a message quoted once for all its recipients."""
+        if self.closed:
+            return
+        session = self.req_handler.session
+        if not session.send_expects_json:
+            # The raw WebSocket endpoint (``PREFIX/websocket``): plain JSON text
+            # frames, no SockJS framing, nothing queued.
+            session.send_message(out.json.decode("utf-8"))
+            return
+        session.send_jsonified(out.sockjs)
+        if len(session.send_queue) > self.req_handler.transport_options.max_unsent_bytes:
+            logger.warning("! closing slow SockJS client %s", self.address)
+            self.close(CLOSE_SLOW_CLIENT)
+
+    def close(self, code: int = CLOSE_GOING_AWAY, reason: str | None = None) -> None:
+        """Close the session with a close code."""
+        if self.closed:
+            return
+        self.closed = True
+        self.req_handler.session.close(code, reason if reason is not None else CLOSE_CODES.get(code, ""))
+
+
+def _too_large(message: str | bytes, limit: int) -> bool:
+    """Whether ``message`` is over ``limit`` bytes in UTF-8 (encoded only if it may be)."""
+    if len(message) > limit:
+        return True
+    if isinstance(message, bytes) or len(message) * 4 <= limit:
+        return False
+    return len(message.encode("utf-8", "surrogatepass")) > limit
+
+
+class _SnorkySession(Session):  # type: ignore[misc]
+    """A SockJS session that refuses a forbidden origin or a bad token before its open frame.
+
+    sockjs-tornado sends the open frame ``o`` and only then calls ``on_open``; a
+    close from ``on_open`` then writes a second frame to the same response, which
+    on xhr-polling overflows the ``Content-Length`` already sent for ``o`` (the
+    request fails and the client never hears why). Refused here, the close frame
+    (its code and reason say why) is the first and only frame the client gets.
+    """
+
+    def verify_state(self) -> None:
+        if self.state == CONNECTING:
+            refusal = self.conn._admit(self.conn_info)
+            if refusal is not None:
+                self.close(refusal, CLOSE_CODES[refusal])
+                return
+        super().verify_state()
+
+
+class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
+    """Serves one SockJS session for a :class:`~snorky.ServiceRegistry`."""
+
+    service_registry: ServiceRegistry
+    transport_options: TransportOptions
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self.client = SockJSClient(self)
+        self.connected = False
+        self.admitted = False
+
+    @classmethod
+    def get_routes(cls, service_registry: ServiceRegistry, prefix: str = "", **options: Any) -> list[tuple[Any, ...]]:
+        """Return the routes of a SockJS endpoint at ``prefix``, for :class:`tornado.web.Application`.
+
+        ``options`` are those of :class:`~snorky.request_handlers.options.TransportOptions`,
+        plus ``sockjs_settings`` passed to sockjs-tornado's router.
+        """
+        settings = dict(options.pop("sockjs_settings", None) or {})
+        transport_options = TransportOptions.from_kwargs(options)
+        if options:
+            raise TypeError(f"unknown SockJS options: {', '.join(sorted(options))}")
+        allowed = transport_options.allowed_origins
+        settings.setdefault(
+            "websocket_allow_origin",
+            "*" if "*" in allowed else [urlsplit(o).netloc or o for o in allowed],
+        )
+        # SockJS's WebSocket transport refuses a foreign origin at the handshake
+        # (HTTP 403, like SnorkyWebSocketHandler); the streaming and polling
+        # transports are refused by _SnorkySession with close code 4003.
+        handler = type(
+            cls.__name__,
+            (cls,),
+            {"service_registry": service_registry, "transport_options": transport_options},
+        )
+        router = SockJSRouter(handler, prefix, settings, session_kls=_SnorkySession)
+        routes: list[tuple[Any, ...]] = router.urls
+        return routes
+
+    def _admit(self, info: Any) -> int | None:
+        """Check the session's origin and its ``?token=`` (once); return a close code to refuse it.
+
+        A valid token gives the client its identity. Refusals are logged.
+        """
+        if self.admitted:
+            return None
+        self.client.address = info.ip
+        origin = info.get_header("origin")
+        host = info.get_header("host") or ""
+        if origin and not origin_allowed(origin, host, self.transport_options.allowed_origins):
+            logger.warning("! refused SockJS session from origin %s (%s)", origin, info.ip)
+            return CLOSE_FORBIDDEN_ORIGIN
+        token = info.get_argument("token")
+        if token is not None:
+            token = token.decode("utf-8", "replace") if isinstance(token, bytes) else token
+            try:
+                self.service_registry.authenticate(self.client, token)
+            except AuthError as error:
+                logger.warning("! refused token from %s: %s", info.ip, error.message)
+                return AuthService.close_code(error)
+        self.admitted = True
+        return None
+
+    def on_open(self, info: Any) -> None:
+        # Sessions are admitted in _SnorkySession before this; the raw WebSocket
+        # endpoint's sessions are not of that class.
+        refusal = self._admit(info)
+        if refusal is not None:
+            self.client.close(refusal)
+            return
+        self.connected = True
+        self.service_registry.client_connected(self.client)
+
+    def on_message(self, message: str | bytes) -> None:
+        if _too_large(message, self.transport_options.max_message_size):
+            logger.warning(
+                "! message over %d bytes from %s", self.transport_options.max_message_size, self.client.address
+            )
+            self.service_registry.reject(self.client, "message_too_large")
+            return
+        try:
+            self.service_registry.process_message_raw(self.client, message)
+        except Exception:
+            # sockjs-tornado would drop the connection; one client's message must not.
+            logger.exception("! failed to process a SockJS message from %s", self.client.address)
+
+    def on_close(self) -> None:
+        self.client.closed = True
+        if self.connected:
+            self.connected = False
+            self.service_registry.client_disconnected(self.client)

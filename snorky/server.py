@@ -1,0 +1,302 @@
+"""SnorkyServer: the registries, services and listening ports that ``snorky serve`` runs.
+
+It can be used from Python too::
+
+    server = SnorkyServer(Config.load("snorky.toml"))
+    await server.start()
+    ...
+    await server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler, StaticFileHandler
+
+from snorky.auth import TokenVerifier
+from snorky.brokers.base import Broker
+from snorky.brokers.memory import MemoryBroker
+from snorky.config import AuthConfig, Config, ServiceSpec, load_class
+from snorky.errors import CLOSE_GOING_AWAY, ConfigError
+from snorky.request_handlers.http import BackendHTTPHandler
+from snorky.request_handlers.sockjs import SnorkySockJSHandler
+from snorky.request_handlers.websocket import SnorkyWebSocketHandler
+from snorky.service_registry import ServiceRegistry
+from snorky.services.auth import AuthService
+from snorky.services.base import Service
+from snorky.services.control import ControlService
+from snorky.version import __version__
+
+__all__ = ["SnorkyServer", "build_services", "CLIENT_JS"]
+
+CLIENT_JS = Path(__file__).parent / "static" / "snorky.js"
+"""The JavaScript client shipped in the package, served at ``/snorky.js``."""
+
+logger = logging.getLogger(__name__)
+
+
+def build_services(specs: list[ServiceSpec], frontend: dict[str, Service] | None = None) -> list[Service]:
+    """Create services from their specs.
+
+    A backend service's ``frontend`` option names a frontend service and is
+    replaced by that service object.
+
+    Raises:
+        ConfigError: a class cannot be imported or created with those options.
+    """
+    services: list[Service] = []
+    for spec in specs:
+        cls = load_class(spec.class_path)
+        if not (isinstance(cls, type) and issubclass(cls, Service)):
+            raise ConfigError(f"service {spec.name!r}: {spec.class_path} is not a snorky Service")
+        options = dict(spec.options)
+        if frontend is not None and "frontend" in options:
+            target = frontend.get(options["frontend"])
+            if target is None:
+                raise ConfigError(f"service {spec.name!r}: no frontend service named {options['frontend']!r}")
+            options["frontend"] = target
+        try:
+            services.append(cls(spec.name, **options))
+        except TypeError as error:
+            raise ConfigError(f"service {spec.name!r} ({spec.class_path}): {error}") from None
+    return services
+
+
+def default_backend_services(frontend: dict[str, Service]) -> list[ServiceSpec]:
+    """A backend service for each frontend service that has one, under the same name."""
+    from snorky.services.datasync import DataSyncService
+    from snorky.services.progress import ProgressService
+    from snorky.services.pubsub import PubSubService
+
+    backends = {
+        PubSubService: "snorky.services.pubsub.PubSubBackend",
+        DataSyncService: "snorky.services.datasync.DataSyncBackend",
+        ProgressService: "snorky.services.progress.ProgressBackend",
+    }
+    specs = []
+    for name, service in frontend.items():
+        for kind, path in backends.items():
+            if isinstance(service, kind):
+                specs.append(ServiceSpec(name, path, {"frontend": name}))
+                break
+    return specs
+
+
+def build_broker(config: Config) -> Broker:
+    """The broker a configuration names: the in-memory one, or Redis.
+
+    Raises:
+        ConfigError: Redis is configured but redis-py is not installed.
+    """
+    if config.broker == "memory":
+        return MemoryBroker()
+    try:
+        from snorky.brokers.redis import RedisBroker
+    except ImportError as error:
+        raise ConfigError(str(error)) from None
+    options = config.redis
+    return RedisBroker(
+        config.broker,
+        prefix=options.prefix,
+        node_id=options.node_id or None,
+        heartbeat=options.heartbeat,
+        presence_ttl=options.presence_ttl,
+        max_pending=options.max_pending,
+        timeout=options.timeout,
+    )
+
+
+def build_verifier(auth: AuthConfig) -> TokenVerifier:
+    """The token verifier an ``[auth]`` section describes.
+
+    Raises:
+        ConfigError: the public key file cannot be read, or the algorithms do not fit the key.
+    """
+    public_key = None
+    if auth.public_key_file:
+        try:
+            with open(auth.public_key_file, "rb") as handle:
+                public_key = handle.read()
+        except OSError as error:
+            raise ConfigError(f"[auth] public_key_file: cannot read {auth.public_key_file}: {error.strerror}") from None
+    try:
+        return TokenVerifier(
+            None if public_key else auth.secret,
+            public_key=public_key,
+            algorithms=auth.algorithms or None,
+            leeway=auth.leeway,
+        )
+    except ValueError as error:
+        raise ConfigError(f"[auth]: {error}") from None
+
+
+def _access_log(handler: RequestHandler) -> None:
+    """Log requests at debug level, without query strings (they may hold tokens).
+
+    Refusals are logged once, by the handlers themselves.
+    """
+    request = handler.request
+    logging.getLogger("tornado.access").debug(
+        "%d %s %s (%s) %.2fms",
+        handler.get_status(),
+        request.method,
+        request.path,
+        request.remote_ip,
+        1000 * request.request_time(),
+    )
+
+
+class StatusHandler(RequestHandler):
+    """A small HTML page at ``/``: version, connections, services."""
+
+    def initialize(self, server: SnorkyServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        info = self.server.info()
+        rows = "".join(
+            f"<li><code>{html.escape(name)}</code>: {html.escape(kind)}</li>" for name, kind in info["services"].items()
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            "<!doctype html><html><head><meta charset=utf-8><title>Snorky</title></head><body>"
+            f"<h1>Snorky {html.escape(__version__)}</h1>"
+            f"<p>{info['connections']} connected client(s). WebSocket at "
+            f"<code>{html.escape(info['websocket'])}</code>"
+            + (f", SockJS at <code>{html.escape(info['sockjs'])}</code>" if info["sockjs"] else "")
+            + f".</p><h2>Services</h2><ul>{rows}</ul>"
+            f"<p>Backend port: {html.escape(info['backend'])}.</p></body></html>"
+        )
+
+
+class SnorkyServer:
+    """Builds everything a configuration describes and runs it on the current loop.
+
+    Args:
+        config: what to serve (default: the embedded defaults).
+        broker: the broker to use (default: a :class:`MemoryBroker`).
+    """
+
+    def __init__(self, config: Config | None = None, broker: Broker | None = None) -> None:
+        self.config = config if config is not None else Config()
+        self.broker = broker if broker is not None else build_broker(self.config)
+        self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker)
+        """The public registry browsers reach."""
+        if self.config.auth.enabled and "auth" not in self.registry.registered_services:
+            self.registry.register_service(AuthService("auth", build_verifier(self.config.auth)))
+        self.backend_registry = ServiceRegistry(
+            build_services(
+                self.config.backend_services
+                if self.config.backend_services is not None
+                else default_backend_services(self.registry.registered_services),
+                self.registry.registered_services,
+            ),
+            broker=self.broker,
+        )
+        """The private registry on the backend port."""
+        if "control" not in self.backend_registry.registered_services:
+            self.backend_registry.register_service(ControlService("control", frontend=self.registry))
+        self._servers: list[HTTPServer] = []
+        self.frontend_port: int | None = None
+        self.backend_port: int | None = None
+
+    def frontend_app(self) -> Application:
+        """The Tornado application of the public port."""
+        fe = self.config.frontend
+        options = vars(fe.transport).copy()
+        routes: list[Any] = [SnorkyWebSocketHandler.get_route(self.registry, fe.websocket_path, **options)]
+        if fe.sockjs_prefix:
+            routes += SnorkySockJSHandler.get_routes(self.registry, fe.sockjs_prefix, **options)
+        # The JavaScript client: classic script, ES module, type declarations.
+        routes.append((r"/(snorky\.(?:js|mjs|d\.ts))", StaticFileHandler, {"path": str(CLIENT_JS.parent)}))
+        if fe.status_page:
+            routes.append((r"/status" if fe.static_dir else r"/", StatusHandler, {"server": self}))
+        if fe.static_dir:
+            if not Path(fe.static_dir).is_dir():
+                raise ConfigError(f"[frontend] static_dir: {fe.static_dir} is not a folder")
+            routes.append((r"/(.*)", StaticFileHandler, {"path": fe.static_dir, "default_filename": "index.html"}))
+        return Application(routes, log_function=_access_log)
+
+    def backend_app(self, api_key: str) -> Application:
+        """The Tornado application of the backend port."""
+        be = self.config.backend
+        route = BackendHTTPHandler.get_route(
+            self.backend_registry,
+            be.path,
+            api_key=api_key,
+            max_message_size=be.max_message_size,
+            timeout=be.timeout,
+        )
+        return Application([route], log_function=_access_log)
+
+    async def start(self) -> None:
+        """Start the broker and listen on the configured ports (port 0 picks a free one)."""
+        await self.broker.start()
+        fe, be = self.config.frontend, self.config.backend
+        self.frontend_port = self._listen(self.frontend_app(), fe.address, fe.port, None)
+        logger.info("= frontend on http://%s:%d (WebSocket %s)", fe.address, self.frontend_port, fe.websocket_path)
+        if be.api_key:
+            self.backend_port = self._listen(
+                self.backend_app(be.api_key), be.address, be.port, be.max_message_size + 64 * 1024
+            )
+            logger.info("= backend on http://%s:%d%s", be.address, self.backend_port, be.path)
+        else:
+            logger.warning("! no backend API key (set SNORKY_API_KEY or [backend] api_key): backend port not opened")
+
+    def _listen(self, app: Application, address: str, port: int, max_body: int | None) -> int:
+        kwargs: dict[str, Any] = {} if max_body is None else {"max_body_size": max_body}
+        server = HTTPServer(app, **kwargs)
+        sockets = bind_sockets(port, address)
+        server.add_sockets(sockets)
+        self._servers.append(server)
+        return int(sockets[0].getsockname()[1])
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stop accepting, close every client with code 1001 (going away), stop the broker.
+
+        Clients get up to ``grace`` seconds to answer the close handshake.
+        """
+        for server in self._servers:
+            server.stop()
+        for client in list(self.registry.clients):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close(CLOSE_GOING_AWAY)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.registry.clients and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for server in self._servers:
+            await server.close_all_connections()
+        self._servers.clear()
+        await self.broker.close()
+
+    def info(self) -> dict[str, Any]:
+        """Server facts for the status page: version, connections, services, endpoints."""
+        fe = self.config.frontend
+        return {
+            "version": __version__,
+            "connections": len(self.registry.clients),
+            "services": {name: type(s).__name__ for name, s in self.registry.registered_services.items()},
+            "websocket": fe.websocket_path,
+            "sockjs": fe.sockjs_prefix,
+            "backend": (
+                f"{self.config.backend.address}:{self.backend_port}{self.config.backend.path}"
+                if self.backend_port
+                else "closed (no API key)"
+            ),
+            "broker": self.broker.stats(),
+        }
+
+
+def generate_api_key() -> str:
+    """A random key suitable for ``SNORKY_API_KEY``."""
+    return secrets.token_urlsafe(32)

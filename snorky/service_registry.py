@@ -1,0 +1,143 @@
+"""ServiceRegistry: service names -> services; routes each decoded message."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from snorky.brokers.base import Broker
+from snorky.brokers.memory import MemoryBroker
+from snorky.errors import ERROR_CODES, ProtocolError
+from snorky.protocol import Outbound, decode, parse_envelope
+from snorky.services.base import Service
+
+__all__ = ["ServiceRegistry"]
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceRegistry:
+    """A set of services, each under its name, and the clients connected to them.
+
+    One process may hold several registries, for example a public one served to
+    browsers and a private one on the backend port; give them the same broker so
+    that both reach the same subscribers.
+
+    Args:
+        services: services to register at once.
+        broker: the broker fan-outs go through (default: a new :class:`MemoryBroker`).
+    """
+
+    def __init__(self, services: Iterable[Service] | None = None, broker: Broker | None = None) -> None:
+        self.registered_services: dict[str, Service] = {}
+        """Service name -> service."""
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+        """The broker shared by this registry's services."""
+        self.clients: set[Any] = set()
+        """Clients currently connected through a long-lived transport."""
+        self.auth_service: Any = None
+        """The registered service that verifies tokens (an AuthService), if any."""
+        for service in services or ():
+            self.register_service(service)
+
+    def register_service(self, service: Service) -> None:
+        """Add ``service`` under its name (replacing any service of that name)."""
+        self.registered_services[service.name] = service
+        service.registry = self
+        if hasattr(service, "authenticate_client"):
+            self.auth_service = service
+        if getattr(service, "_broker", None) is None or getattr(service, "_broker_is_private", False):
+            service.broker = self.broker
+        registered = getattr(service, "registered", None)
+        if registered is not None:
+            registered(self)
+
+    def unregister_service(self, service: Service) -> None:
+        """Remove ``service``.
+
+        Raises:
+            KeyError: if no service of that name is registered.
+        """
+        del self.registered_services[service.name]
+        if self.auth_service is service:
+            self.auth_service = None
+
+    def authenticate(self, client: Any, token: Any) -> dict[str, Any]:
+        """Verify a token given at connect and give its identity to ``client``.
+
+        Raises:
+            AuthError: the token is refused, or no AuthService is registered.
+        """
+        from snorky.auth import AuthError
+
+        if self.auth_service is None:
+            raise AuthError("Invalid token", "invalid_token")
+        claims: dict[str, Any] = self.auth_service.authenticate_client(client, token)
+        return claims
+
+    def refuse_token(self, client: Any, error: Any) -> None:
+        """Tell ``client`` why its connect-time token was refused, then close it."""
+        logger.warning("! refused token from %r: %s", client, error.message)
+        service = self.auth_service.name if self.auth_service is not None else None
+        self.reject(client, error.code, service)
+        close = getattr(client, "close", None)
+        if close is not None:
+            from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED
+
+            close(CLOSE_TOKEN_EXPIRED if error.code == "token_expired" else CLOSE_INVALID_TOKEN)
+
+    def process_message_raw(self, client: Any, msg: bytes | str) -> None:
+        """Decode one frame of JSON text and route it; answer it if it is malformed."""
+        try:
+            decoded = decode(msg)
+        except ProtocolError as error:
+            logger.warning("! invalid JSON from %r: %.200r", client, msg)
+            self.reject(client, error.code, None, None)
+            return
+        self.process_message_from(client, decoded)
+
+    def process_message_from(self, client: Any, msg: Any) -> None:
+        """Route one decoded message ``{"service", "message"}`` to its service."""
+        try:
+            name, content = parse_envelope(msg)
+        except ProtocolError as error:
+            logger.warning("! malformed message from %r: %.200r", client, msg)
+            self.reject(client, error.code, None, msg)
+            return
+        service = self.registered_services.get(name)
+        if service is None:
+            logger.warning("! message for unknown service %.100r from %r", name, client)
+            self.reject(client, "unknown_service", name, content)
+            return
+        service.process_message_from(client, content)
+
+    def reject(self, client: Any, code: str, service: str | None = None, content: Any = None) -> None:
+        """Answer ``client`` with the error ``code`` (see :data:`snorky.errors.ERROR_CODES`).
+
+        ``content`` is the message being refused, if decoded; its ``callId`` is echoed.
+        """
+        call_id = content.get("callId") if isinstance(content, dict) else None
+        body = {"type": "error", "callId": call_id, "message": ERROR_CODES[code], "code": code}
+        out = Outbound({"service": service, "message": body})
+        try:
+            deliver = client.deliver
+        except AttributeError:
+            client.send(out.value)
+        else:
+            deliver(out)
+
+    def client_connected(self, client: Any) -> None:
+        """Tell every service that ``client`` connected."""
+        self.clients.add(client)
+        for service in tuple(self.registered_services.values()):
+            service.client_connected(client)
+
+    def client_disconnected(self, client: Any) -> None:
+        """Tell every service that ``client`` left; each one drops its state for it."""
+        self.clients.discard(client)
+        for service in tuple(self.registered_services.values()):
+            try:
+                service.client_disconnected(client)
+            except Exception:
+                logger.exception("! %r failed to clean up after %r", service, client)

@@ -1,0 +1,405 @@
+"""ChatService: named channels whose members exchange messages, with presence.
+
+Commands: ``join``, ``leave``, ``send``, ``read`` (Snorky 0.1's names and
+parameters). Members are *identities*: two connections (two tabs) of one user are
+one member, announced ``joined`` when the first connection joins a channel and
+``left`` when the last one leaves it. See ``docs/services/chat.rst``.
+
+Every push goes through the broker. A channel's messages and presence go to the
+topic ``topic_for(name, channel)``; read receipts go to a topic of their own per
+identity and channel (:meth:`ChatService.read_topic`), so that they reach only
+the nodes holding that identity's other connections, and no client can join a
+channel whose topic is another user's receipts.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from snorky.brokers.base import then, topic_for
+from snorky.errors import RPCError
+from snorky.hashable import make_hashable
+from snorky.protocol import Outbound, decode, encode
+from snorky.services.base import Request, RPCService, count_presence, rpc_command
+from snorky.types import MultiDict
+
+__all__ = ["ChatService"]
+
+logger = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ChatService(RPCService):
+    """Channels of identified members who send messages and see who is there.
+
+    Override the hooks :meth:`can_join` and :meth:`can_send` to restrict channels;
+    a refusal answers ``Not authorized`` (code ``forbidden``).
+
+    Args:
+        name: the service's name.
+        history_size: how many recent messages of a channel a ``join`` replies with
+            (0, the default, keeps none). A channel's history is kept while it has
+            members on this node and dropped when the last one leaves.
+        allow_anonymous: let clients without an identity join. Each anonymous
+            connection is then a member of its own (``"from": null``): nothing
+            proves that two of them are the same person.
+        clock: returns the current time as an aware :class:`~datetime.datetime`
+            (default: now, in UTC); timestamps are its ISO-8601 form.
+
+    .. versionchanged:: 0.2
+       ``history_size``, ``allow_anonymous``, ``clock``, the hooks, ``presence``
+       in the ``join`` reply and ``info`` in presence notifications.
+    """
+
+    def __init__(
+        self,
+        name: str = "chat",
+        history_size: int = 0,
+        allow_anonymous: bool = False,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(name)
+        if history_size < 0:
+            raise ValueError("history_size must be 0 or more")
+        self.history_size = history_size
+        """How many recent messages per channel ``join`` replies with."""
+        self.allow_anonymous = allow_anonymous
+        """Whether clients without an identity may join."""
+        self.clock: Callable[[], datetime] = clock if clock is not None else _utc_now
+        """Returns the current time (an aware datetime) for timestamps."""
+        self.clients_by_channel = MultiDict()
+        """Channel -> local clients joined to it."""
+        self.channels_by_client = MultiDict()
+        """Client -> channels it joined."""
+        self.clients_by_identity_and_channel = MultiDict()
+        """(member key, channel) -> the member's local connections in the channel."""
+        self.history_by_channel: dict[Any, deque[Any]] = {}
+        """Channel -> its last ``history_size`` message notifications, oldest first."""
+        self._channel_by_topic: dict[str, Any] = {}
+        self._channel_by_presence_key: dict[str, Any] = {}
+        self._member_ids: dict[Any, str] = {}
+        self._next_member = itertools.count(1)
+        self._read_key_by_topic: dict[str, tuple[Any, Any]] = {}
+
+    # Hooks -------------------------------------------------------------------
+
+    def can_join(self, client: Any, channel: Any) -> bool:
+        """Whether ``client`` may join ``channel`` (default: yes).
+
+        Called after the authentication and ``Already joined`` checks.
+        """
+        return True
+
+    def can_send(self, client: Any, channel: Any) -> bool:
+        """Whether ``client``, a member of ``channel``, may send to it (default: yes)."""
+        return True
+
+    # Helpers kept from 0.1 ---------------------------------------------------
+
+    def get_time(self) -> str:
+        """The current time from :attr:`clock`, as ISO-8601 text with its time zone."""
+        return self.clock().isoformat()
+
+    def check_identity(self, client: Any) -> None:
+        """Refuse an anonymous client unless :attr:`allow_anonymous`.
+
+        Raises:
+            RPCError: ``Not authenticated``.
+        """
+        if getattr(client, "identity", None) is None and not self.allow_anonymous:
+            raise RPCError("Not authenticated", "not_authenticated")
+
+    # Topics ------------------------------------------------------------------
+
+    def channel_topic(self, channel: Any) -> str:
+        """The broker topic of a channel's messages and presence."""
+        return topic_for(self.name, channel)
+
+    def read_topic(self, identity: Any, channel: Any) -> str:
+        """The broker topic of ``identity``'s read receipts in ``channel``.
+
+        It lives under ``NAME:read``, a prefix that no :meth:`channel_topic` can
+        have (JSON text never starts with ``r``).
+        """
+        return topic_for(self.name + ":read", [identity, channel])
+
+    def _on_channel_message(self, topic: str, out: Outbound) -> None:
+        channel = self._channel_by_topic.get(topic)
+        clients = self.clients_by_channel.get(channel) if channel is not None else None
+        if not clients:
+            return
+        if self.history_size:
+            body = out.value["message"]
+            if body.get("type") == "message":
+                self._remember(channel, body)
+        self.deliver_many(clients, out)
+
+    def _on_read_message(self, topic: str, out: Outbound) -> None:
+        key = self._read_key_by_topic.get(topic)
+        clients = self.clients_by_identity_and_channel.get(key) if key is not None else None
+        if clients:
+            self.deliver_many(clients, out)
+
+    def _publish(self, channel: Any, body: dict[str, Any], exclude: Any = None) -> None:
+        self.broker.publish(self.channel_topic(channel), self.outbound(body, exclude=exclude))
+
+    # Membership across nodes: one presence entry per connection ---------------------
+
+    def presence_key(self, channel: Any) -> str:
+        """The broker presence key of a channel's members (one entry per connection)."""
+        return topic_for(self.name + ":members", channel)
+
+    def _member_id(self, client: Any) -> str:
+        member = self._member_ids.get(client)
+        if member is None:
+            member = self._member_ids[client] = f"{self.broker.node_id}/{next(self._next_member)}"
+        return member
+
+    @staticmethod
+    def _group(entries: dict[str, bytes]) -> list[dict[str, Any]]:
+        """Presence entries -> members: one per identity (anonymous connections are one each)."""
+        members: dict[Any, dict[str, Any]] = {}
+        for member, info in sorted(entries.items()):
+            entry = decode(info)
+            key = member if entry["identity"] is None else entry["identity"]
+            members.setdefault(key, {"identity": entry["identity"], "info": entry["info"]})
+        return list(members.values())
+
+    @staticmethod
+    def _has_identity(entries: dict[str, bytes], identity: Any, besides: str | None = None) -> bool:
+        return identity is not None and any(
+            member != besides and decode(info)["identity"] == identity for member, info in entries.items()
+        )
+
+    def _on_presence_expired(self, key: str, expired: dict[str, bytes], remaining: dict[str, bytes]) -> None:
+        """Entries of a dead node expired: announce ``left`` for each identity now gone."""
+        channel = self._channel_by_presence_key.get(key)
+        if channel is None:
+            return
+        announced: set[Any] = set()
+        for info in expired.values():
+            entry = decode(info)
+            identity = entry["identity"]
+            if identity in announced or self._has_identity(remaining, identity):
+                continue
+            announced.add(identity)
+            self._publish(channel, self._presence_body(identity, channel, "left", entry["info"]))
+
+    # Membership state (local to this node) -------------------------------------
+
+    def _member_key(self, client: Any) -> Any:
+        identity = getattr(client, "identity", None)
+        return client if identity is None else make_hashable(identity)
+
+    def _is_joined(self, client: Any, channel: Any) -> bool:
+        return self.clients_by_channel.in_set(channel, client)
+
+    def _add_connection(self, client: Any, channel: Any, key: Any) -> None:
+        """Record ``client`` in ``channel``, subscribing the node to new topics."""
+        identity = getattr(client, "identity", None)
+        if channel not in self.clients_by_channel:
+            topic = self.channel_topic(channel)
+            self._channel_by_topic[topic] = channel
+            self.broker.subscribe(topic, self._on_channel_message)
+            key_of_members = self.presence_key(channel)
+            self._channel_by_presence_key[key_of_members] = channel
+            self.broker.watch_presence(key_of_members, self._on_presence_expired)
+        if identity is not None and (key, channel) not in self.clients_by_identity_and_channel:
+            topic = self.read_topic(identity, channel)
+            self._read_key_by_topic[topic] = (key, channel)
+            self.broker.subscribe(topic, self._on_read_message)
+        self.clients_by_channel.add(channel, client)
+        self.channels_by_client.add(client, channel)
+        self.clients_by_identity_and_channel.add((key, channel), client)
+
+    def _remove_connection(self, client: Any, channel: Any, key: Any) -> None:
+        """Forget ``client`` in ``channel`` on this node (read receipts too, after its identity's last one)."""
+        self.clients_by_channel.remove(channel, client)
+        self.channels_by_client.remove(client, channel)
+        self.clients_by_identity_and_channel.remove((key, channel), client)
+        identity = getattr(client, "identity", None)
+        if identity is not None and (key, channel) not in self.clients_by_identity_and_channel:
+            topic = self.read_topic(identity, channel)
+            self._read_key_by_topic.pop(topic, None)
+            self.broker.unsubscribe(topic, self._on_read_message)
+
+    def _release_channel_if_empty(self, channel: Any) -> None:
+        if channel in self.clients_by_channel:
+            return
+        topic = self.channel_topic(channel)
+        self._channel_by_topic.pop(topic, None)
+        self.broker.unsubscribe(topic, self._on_channel_message)
+        self.history_by_channel.pop(channel, None)
+        key_of_members = self.presence_key(channel)
+        self._channel_by_presence_key.pop(key_of_members, None)
+        self.broker.watch_presence(key_of_members, None)
+
+    def _remember(self, channel: Any, body: Any) -> None:
+        history = self.history_by_channel.get(channel)
+        if history is None:
+            history = self.history_by_channel[channel] = deque(maxlen=self.history_size)
+        history.append(body)
+
+    def _history(self, channel: Any) -> list[Any]:
+        return list(self.history_by_channel.get(channel, ()))
+
+    # Commands ----------------------------------------------------------------
+
+    @rpc_command
+    def join(self, req: Request, channel: Any) -> Any:
+        """Join ``channel``.
+
+        Returns:
+            ``{"members": [identity, ...], "presence": [{"identity", "info"}, ...]}``,
+            the caller included, on every node, plus ``"history"`` (oldest first)
+            when :attr:`history_size` is set.
+
+        Raises:
+            RPCError: ``Not authenticated``, ``Already joined``, ``Not authorized``.
+        """
+        client = req.client
+        self.check_identity(client)
+        if self._is_joined(client, channel):
+            raise RPCError("Already joined", "already_joined")
+        if not self.can_join(client, channel):
+            raise RPCError("Not authorized", "forbidden")
+        identity, info = getattr(client, "identity", None), getattr(client, "info", None)
+        self._add_connection(client, channel, self._member_key(client))
+        member, key = self._member_id(client), self.presence_key(channel)
+        added = self.broker.presence_add(key, member, encode({"identity": identity, "info": info}))
+        logger.debug("= %r joined %r in %r", client, channel, self.name)
+        return then(
+            added,
+            lambda _: then(
+                self.broker.presence_list(key), lambda entries: self._joined(client, channel, member, entries)
+            ),
+        )
+
+    def _joined(self, client: Any, channel: Any, member: str, entries: dict[str, bytes]) -> dict[str, Any]:
+        identity = getattr(client, "identity", None)
+        if not self._has_identity(entries, identity, besides=member):
+            # The identity's first connection: announced to the others, never to the newcomer.
+            self._send_presence(channel, client, "joined", getattr(client, "info", None))
+        presence = self._group(entries)
+        reply: dict[str, Any] = {"members": [entry["identity"] for entry in presence], "presence": presence}
+        if self.history_size:
+            reply["history"] = self._history(channel)
+        return reply
+
+    @rpc_command
+    def leave(self, req: Request, channel: Any) -> Any:
+        """Leave ``channel``.
+
+        Raises:
+            RPCError: ``Not joined``.
+        """
+        if not self._is_joined(req.client, channel):
+            raise RPCError("Not joined", "not_joined")
+        return then(self.do_leave(req.client, channel), lambda _: None)
+
+    @rpc_command
+    def send(self, req: Request, channel: Any, body: Any) -> None:
+        """Send ``body`` to every connection in ``channel``, the caller's included.
+
+        Raises:
+            RPCError: ``Not joined``, ``Not authorized``.
+        """
+        client = req.client
+        if not self._is_joined(client, channel):
+            raise RPCError("Not joined", "not_joined")
+        if not self.can_send(client, channel):
+            raise RPCError("Not authorized", "forbidden")
+        message = {
+            "type": "message",
+            "from": getattr(client, "identity", None),
+            "channel": channel,
+            "body": body,
+            "timestamp": self.get_time(),
+        }
+        self._publish(channel, message)
+
+    @rpc_command
+    def read(self, req: Request, channel: Any) -> None:
+        """Tell the caller's other connections in ``channel`` that it was read.
+
+        An anonymous caller has no other connections; nothing is sent.
+        """
+        identity = getattr(req.client, "identity", None)
+        if identity is None:
+            return
+        notification = {"type": "read", "channel": channel, "timestamp": self.get_time()}
+        self.broker.publish(self.read_topic(identity, channel), self.outbound(notification, exclude=req.client))
+
+    # Leaving -----------------------------------------------------------------
+
+    def do_leave(self, client: Any, channel: Any) -> Any:
+        """Remove ``client`` from ``channel``, announcing ``left`` if it was its identity's last connection.
+
+        Returns a broker result (an awaitable on a networked broker) that is done
+        once the departure is recorded and announced.
+        """
+        identity, info = getattr(client, "identity", None), getattr(client, "info", None)
+        member, key = self._member_id(client), self.presence_key(channel)
+        self._remove_connection(client, channel, self._member_key(client))
+        self._release_channel_if_empty(channel)
+        if client not in self.channels_by_client:
+            self._member_ids.pop(client, None)
+        logger.debug("= %r left %r in %r", client, channel, self.name)
+        removed = self.broker.presence_remove(key, member)
+        return then(
+            removed,
+            lambda _: then(
+                self.broker.presence_list(key), lambda entries: self._left(client, channel, identity, info, entries)
+            ),
+        )
+
+    def _left(self, client: Any, channel: Any, identity: Any, info: Any, entries: dict[str, bytes]) -> None:
+        if not self._has_identity(entries, identity):
+            self._publish(channel, self._presence_body(identity, channel, "left", info), exclude=client)
+
+    def _presence_body(self, identity: Any, channel: Any, status: str, info: Any) -> dict[str, Any]:
+        return {
+            "type": "presence",
+            "from": identity,
+            "channel": channel,
+            "status": status,
+            "timestamp": self.get_time(),
+            "info": info,
+        }
+
+    def _send_presence(self, channel: Any, client: Any, status: str, info: Any) -> None:
+        body = self._presence_body(getattr(client, "identity", None), channel, status, info)
+        self._publish(channel, body, exclude=client)
+
+    # Server control ----------------------------------------------------------------
+
+    def presence(self, channel: Any) -> Any:
+        """The identities in ``channel`` on every node, with their info and connection count."""
+
+        return then(self.broker.presence_list(self.presence_key(channel)), count_presence)
+
+    def unsubscribe_identity(self, identity: Any, channel: Any) -> int:
+        """Make ``identity``'s connections on this node leave ``channel``; return how many."""
+        clients = [c for c in self.clients_by_channel.get_set(channel) if getattr(c, "identity", None) == identity]
+        for client in clients:
+            self.in_background(self.do_leave(client, channel))
+        return len(clients)
+
+    def channel_count(self) -> int:
+        """How many channels have local clients."""
+        return len(self.clients_by_channel)
+
+    def client_disconnected(self, client: Any) -> None:
+        """Leave every channel the client was in, with presence."""
+        for channel in list(self.channels_by_client.get_set(client)):
+            self.in_background(self.do_leave(client, channel))

@@ -1,0 +1,153 @@
+"""Deltas: the change notifications DataSync carries, one per changed model row.
+
+A delta says that one row of a model was inserted, updated or deleted. It comes
+from the application server as JSON (``publishDeltas``), is checked by
+:func:`parse_deltas`, crosses the broker, and reaches each matching subscription
+as ``{"type": "delta", "delta": delta.for_json()}``.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snorky.errors import RPCError
+
+__all__ = ["Delta", "InsertionDelta", "UpdateDelta", "DeletionDelta", "parse_delta", "parse_deltas"]
+
+
+class Delta:
+    """A change to one row of a model; see the three subclasses."""
+
+    __slots__ = ("model",)
+
+    type: str = ""  # the wire name of the change: "insert", "update" or "delete"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        """The name of the model (the table, the class) the row belongs to."""
+
+    def for_json(self) -> dict[str, Any]:
+        """The delta as the JSON object clients receive."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Delta) and self.for_json() == other.for_json()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model!r}>"
+
+
+class InsertionDelta(Delta):
+    """A row was created (or came into view of a subscription).
+
+    Args:
+        model: the model name.
+        data: the new row.
+    """
+
+    __slots__ = ("data",)
+
+    type = "insert"
+
+    def __init__(self, model: str, data: Any) -> None:
+        super().__init__(model)
+        self.data = data
+        """The inserted row."""
+
+    def for_json(self) -> dict[str, Any]:
+        return {"type": "insert", "model": self.model, "data": self.data}
+
+
+class UpdateDelta(Delta):
+    """A row changed; both versions are carried so dealers can compare them.
+
+    Args:
+        model: the model name.
+        new_data: the row after the change.
+        old_data: the row before the change.
+    """
+
+    __slots__ = ("new_data", "old_data")
+
+    type = "update"
+
+    def __init__(self, model: str, new_data: Any, old_data: Any) -> None:
+        super().__init__(model)
+        self.new_data = new_data
+        """The row after the change."""
+        self.old_data = old_data
+        """The row before the change."""
+
+    def for_json(self) -> dict[str, Any]:
+        return {"type": "update", "model": self.model, "newData": self.new_data, "oldData": self.old_data}
+
+
+class DeletionDelta(Delta):
+    """A row was removed (or left the view of a subscription).
+
+    Args:
+        model: the model name.
+        data: the row as it was before removal.
+    """
+
+    __slots__ = ("data",)
+
+    type = "delete"
+
+    def __init__(self, model: str, data: Any) -> None:
+        super().__init__(model)
+        self.data = data
+        """The removed row."""
+
+    def for_json(self) -> dict[str, Any]:
+        return {"type": "delete", "model": self.model, "data": self.data}
+
+
+def _field(value: dict[str, Any], name: str, index: int) -> Any:
+    try:
+        return value[name]
+    except KeyError:
+        raise RPCError(f'Missing field "{name}" in delta {index}', "invalid_delta") from None
+
+
+def parse_delta(value: Any, index: int = 0) -> Delta:
+    """Build a :class:`Delta` from its JSON form, checking every field.
+
+    Args:
+        value: ``{"type": "insert" | "delete", "model", "data"}`` or
+            ``{"type": "update", "model", "newData", "oldData"}``.
+        index: the delta's position in its batch, quoted in error messages.
+
+    Raises:
+        RPCError: ``invalid_delta``, naming the missing or wrong field.
+    """
+    if not isinstance(value, dict):
+        raise RPCError(f"Delta {index} must be an object", "invalid_delta")
+    kind = _field(value, "type", index)
+    model = _field(value, "model", index)
+    if not isinstance(model, str):
+        raise RPCError(f'Field "model" must be a string in delta {index}', "invalid_delta")
+    if kind == "insert":
+        return InsertionDelta(model, _field(value, "data", index))
+    if kind == "delete":
+        return DeletionDelta(model, _field(value, "data", index))
+    if kind == "update":
+        return UpdateDelta(model, _field(value, "newData", index), _field(value, "oldData", index))
+    shown = kind if isinstance(kind, str) else type(kind).__name__
+    raise RPCError(f'Invalid delta type "{shown:.40}" in delta {index}', "invalid_delta")
+
+
+def parse_deltas(values: Any) -> list[Delta]:
+    """Check a whole batch of deltas; nothing is built unless every one is valid.
+
+    Raises:
+        RPCError: ``invalid_params`` if ``values`` is not a list, else
+            ``invalid_delta`` naming the first bad delta and field.
+    """
+    if not isinstance(values, (list, tuple)):
+        raise RPCError('Field "deltas" must be a list', "invalid_params")
+    return [parse_delta(value, index) for index, value in enumerate(values)]

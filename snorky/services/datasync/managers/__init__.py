@@ -1,0 +1,1 @@
+"""The two registries behind DataSync: dealers by name and model, subscriptions by token."""

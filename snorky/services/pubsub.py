@@ -1,0 +1,249 @@
+"""PubSubService: clients subscribe to channels and publish to them.
+
+Commands: ``subscribe``/``join``, ``unsubscribe``/``leave``, ``publish``.
+Subscribers receive ``{"type": "message", "channel", "message"}``. Code in the
+same process publishes with one call, :meth:`PubSubService.do_publish`; a trusted
+application server publishes through :class:`PubSubBackend` on the backend port.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from snorky.brokers.base import History, HistoryResult, then, topic_for
+from snorky.errors import RPCError
+from snorky.protocol import Outbound, decode, encode
+from snorky.services.base import Request, RPCService, count_presence, rpc_command
+from snorky.types import MultiDict
+
+__all__ = ["PubSubService", "PubSubBackend", "HistoryRule"]
+
+
+@dataclass(frozen=True)
+class HistoryRule:
+    """Channels whose names match ``channel`` (a glob such as ``"news.*"``) keep history."""
+
+    channel: str
+    size: int = 100
+    ttl: float = 300.0
+
+    @property
+    def history(self) -> History:
+        return History(self.size, self.ttl)
+
+
+class PubSubService(RPCService):
+    """Channels that clients subscribe to; a publish reaches every subscriber once.
+
+    Override :meth:`can_subscribe` and :meth:`can_publish` to restrict channels.
+
+    Args:
+        name: the service name.
+        history: which channels keep their recent messages, so that a client that
+            reconnects can recover what it missed: rules (or dicts) with a glob
+            ``channel``, a ``size`` and a ``ttl`` in seconds; the first match wins.
+    """
+
+    def __init__(self, name: str = "pubsub", history: list[HistoryRule | dict[str, Any]] | None = None) -> None:
+        super().__init__(name)
+        self.history_rules = [rule if isinstance(rule, HistoryRule) else HistoryRule(**rule) for rule in history or ()]
+        """The history rules, in order."""
+        self.subscriptions = MultiDict()
+        """Channel -> local clients subscribed to it."""
+        self.subscriptions_by_client = MultiDict()
+        """Client -> channels it is subscribed to."""
+        self._channel_by_topic: dict[str, Any] = {}
+        self._members: dict[Any, str] = {}
+        self._member_counter = itertools.count(1)
+
+    # Hooks -------------------------------------------------------------------
+
+    def can_publish(self, client: Any, channel: Any) -> bool:
+        """Whether ``client`` may publish to ``channel`` (default: yes)."""
+        return True
+
+    def can_subscribe(self, client: Any, channel: Any) -> bool:
+        """Whether ``client`` may subscribe to ``channel`` (default: yes)."""
+        return True
+
+    # Publishing from Python ----------------------------------------------------
+
+    def do_publish(self, channel: Any, message: Any) -> Any:
+        """Publish ``message`` to every subscriber of ``channel``, on every node.
+
+        Call it from anywhere on the server's event loop (a handler, a coroutine,
+        a timer): it needs no client and checks no hook. With a networked broker it
+        returns an awaitable, done once the message is on its way to every node
+        (await it to keep a later publish behind this one; ignoring it is fine).
+        """
+        out = Outbound({"service": self.name, "message": {"type": "message", "channel": channel, "message": message}})
+        rule = self.history_rule(channel) if self.history_rules else None
+        return self.broker.publish(topic_for(self.name, channel), out, rule.history if rule else None)
+
+    publish_message = do_publish
+
+    def _on_topic_message(self, topic: str, out: Outbound) -> None:
+        channel = self._channel_by_topic.get(topic)
+        clients = self.subscriptions.get(channel) if channel is not None else None
+        if clients:
+            self.deliver_many(clients, out)
+
+    # Commands ------------------------------------------------------------------
+
+    @rpc_command
+    def publish(self, req: Request, channel: Any, message: Any) -> Any:
+        """Publish ``message`` to ``channel``; answered once it is on its way to every node."""
+        if not self.can_publish(req.client, channel):
+            raise RPCError("Not authorized", "forbidden")
+        return then(self.do_publish(channel, message), lambda _: None)
+
+    def history_rule(self, channel: Any) -> HistoryRule | None:
+        """The first history rule matching ``channel`` (only string channels keep history)."""
+        if isinstance(channel, str):
+            for rule in self.history_rules:
+                if fnmatchcase(channel, rule.channel):
+                    return rule
+        return None
+
+    @rpc_command
+    def subscribe(self, req: Request, channel: Any, recover: Any = None) -> Any:
+        """Subscribe the caller to ``channel``.
+
+        Answers ``null``, or for a channel with history its position
+        ``{"offset", "epoch"}``; given ``recover = {"offset", "epoch"}`` (the last
+        message the client saw) it adds ``"recovered"`` and the missed messages,
+        oldest first, in ``"publications"`` (when ``recovered`` is false the gap
+        could not be filled, and the client should reload).
+        """
+        client = req.client
+        if recover is not None and not (
+            isinstance(recover, dict)
+            and type(recover.get("offset")) is int
+            and recover["offset"] >= 0
+            and isinstance(recover.get("epoch"), str)
+        ):
+            raise RPCError("Invalid params", "invalid_params")
+        if self.subscriptions.in_set(channel, client):
+            raise RPCError("Already subscribed", "already_subscribed")
+        if not self.can_subscribe(client, channel):
+            raise RPCError("Not authorized", "forbidden")
+        topic = topic_for(self.name, channel)
+        if channel not in self.subscriptions:
+            self._channel_by_topic[topic] = channel
+        # A networked broker answers once the subscription is in effect: from the
+        # reply on, the client receives every message published to the channel.
+        ready = self.broker.subscribe(topic, self._on_topic_message)
+        self.subscriptions.add(channel, client)
+        self.subscriptions_by_client.add(client, channel)
+        identity = getattr(client, "identity", None)
+        if identity is not None:  # anonymous subscribers have no presence
+            info = encode({"identity": identity, "info": getattr(client, "info", None)})
+            self.in_background(self.broker.presence_add(self.presence_key(channel), self._member_id(client), info))
+        rule = self.history_rule(channel) if self.history_rules else None
+        if rule is None:
+            return None if ready is None else then(ready, lambda _: None)
+        since = (recover["offset"], recover["epoch"]) if recover is not None else None
+        return then(
+            ready,
+            lambda _: then(
+                self.broker.history(topic, since, rule.ttl), lambda found: self._position(found, recover is not None)
+            ),
+        )
+
+    @staticmethod
+    def _position(found: HistoryResult, recovering: bool) -> dict[str, Any]:
+        reply: dict[str, Any] = {"offset": found.offset, "epoch": found.epoch}
+        if recovering:
+            reply["recovered"] = found.recovered
+            reply["publications"] = [decode(data)["message"] for data in found.publications]
+        return reply
+
+    @rpc_command
+    def unsubscribe(self, req: Request, channel: Any) -> None:
+        """Cancel the caller's subscription to ``channel``."""
+        if not self.subscriptions.in_set(channel, req.client):
+            raise RPCError("Not subscribed", "not_subscribed")
+        self._drop(req.client, channel)
+        self.subscriptions_by_client.remove(req.client, channel)
+
+    # The seed overview of Snorky names these commands join and leave; they call
+    # the methods above, so a subclass that overrides those changes both names.
+    @rpc_command
+    def join(self, req: Request, channel: Any, recover: Any = None) -> Any:
+        """Same as ``subscribe``."""
+        return self.subscribe(req, channel, recover)
+
+    @rpc_command
+    def leave(self, req: Request, channel: Any) -> None:
+        """Same as ``unsubscribe``."""
+        self.unsubscribe(req, channel)
+
+    def _drop(self, client: Any, channel: Any) -> None:
+        self.subscriptions.remove(channel, client)
+        member = self._members.get(client)
+        if member is not None:
+            self.in_background(self.broker.presence_remove(self.presence_key(channel), member))
+        if channel not in self.subscriptions:
+            topic = topic_for(self.name, channel)
+            self._channel_by_topic.pop(topic, None)
+            self.broker.unsubscribe(topic, self._on_topic_message)
+
+    # Server control ----------------------------------------------------------------
+
+    def presence_key(self, channel: Any) -> str:
+        """The broker presence key of a channel's authenticated subscribers."""
+        return topic_for(self.name + ":presence", channel)
+
+    def _member_id(self, client: Any) -> str:
+        member = self._members.get(client)
+        if member is None:
+            member = self._members[client] = f"{self.broker.node_id}/{next(self._member_counter)}"
+        return member
+
+    def presence(self, channel: Any) -> Any:
+        """The identities subscribed to ``channel`` on every node, with their info and connection count."""
+
+        return then(self.broker.presence_list(self.presence_key(channel)), count_presence)
+
+    def unsubscribe_identity(self, identity: Any, channel: Any) -> int:
+        """Cancel ``identity``'s subscriptions to ``channel``; return how many connections had one."""
+        clients = [c for c in self.subscriptions.get_set(channel) if getattr(c, "identity", None) == identity]
+        for client in clients:
+            self._drop(client, channel)
+            self.subscriptions_by_client.remove(client, channel)
+        return len(clients)
+
+    def channel_count(self) -> int:
+        """How many channels have local subscribers."""
+        return len(self.subscriptions)
+
+    def client_disconnected(self, client: Any) -> None:
+        """Cancel every subscription of a client that left."""
+        for channel in self.subscriptions_by_client.get_set(client):
+            self._drop(client, channel)
+        self.subscriptions_by_client.clear_set(client)
+        self._members.pop(client, None)
+
+
+class PubSubBackend(RPCService):
+    """Backend service publishing to a :class:`PubSubService` (command: ``publish``).
+
+    Publishing through it skips :meth:`PubSubService.can_publish`: only trusted
+    servers reach the backend port.
+
+    Args:
+        name: this service's name in the backend registry.
+        frontend: the :class:`PubSubService` to publish to.
+    """
+
+    def __init__(self, name: str, frontend: PubSubService) -> None:
+        super().__init__(name)
+        self.frontend = frontend
+
+    @rpc_command
+    def publish(self, req: Request, channel: Any, message: Any) -> Any:
+        """Publish ``message`` to ``channel`` of the frontend service."""
+        return then(self.frontend.do_publish(channel, message), lambda _: None)

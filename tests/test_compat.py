@@ -1,0 +1,140 @@
+"""Code written for Snorky 0.1 keeps working: import paths, names, helpers."""
+
+import unittest
+
+from tests.utils import RecordingClient
+
+
+class ImportPathTests(unittest.TestCase):
+    def test_01_import_paths(self):
+        """Every name 0.1 apps and services imported is still there."""
+        from snorky import ServiceRegistry, version  # noqa: F401
+        from snorky.backend import SnorkyBackend, SnorkyError, SnorkyHTTPTransport  # noqa: F401
+        from snorky.client import Client  # noqa: F401
+        from snorky.hashable import HashableDict, HashableList, make_hashable  # noqa: F401
+        from snorky.request_handlers.http import BackendHTTPHandler  # noqa: F401
+        from snorky.request_handlers.sockjs import SnorkySockJSHandler  # noqa: F401
+        from snorky.request_handlers.websocket import SnorkyWebSocketHandler  # noqa: F401
+        from snorky.service_registry import ServiceRegistry as SR  # noqa: F401
+        from snorky.services.base import (  # noqa: F401
+            Request,
+            RPCError,
+            RPCService,
+            Service,
+            rpc_asynchronous,
+            rpc_command,
+        )
+        from snorky.services.chat import ChatService  # noqa: F401
+        from snorky.services.cursors import CursorsService  # noqa: F401
+        from snorky.services.datasync import DataSyncBackend, DataSyncService  # noqa: F401
+        from snorky.services.datasync.dealers import (  # noqa: F401
+            BroadcastDealer,
+            Dealer,
+            FilterDealer,
+            SimpleDealer,
+        )
+        from snorky.services.datasync.delta import DeletionDelta, InsertionDelta, UpdateDelta  # noqa: F401
+        from snorky.services.datasync.managers.dealer import DealerManager  # noqa: F401
+        from snorky.services.datasync.managers.subscription import SubscriptionManager  # noqa: F401
+        from snorky.services.datasync.subscription import Subscription, SubscriptionItem  # noqa: F401
+        from snorky.services.messaging import MessagingService  # noqa: F401
+        from snorky.services.pubsub import PubSubBackend, PubSubService  # noqa: F401
+        from snorky.timeout import TornadoTimeoutFactory  # noqa: F401
+        from snorky.types import MultiDict  # noqa: F401
+
+        self.assertIs(SR, ServiceRegistry)
+
+    def test_rpc_error_is_a_snorky_error(self):
+        """RPCError and the connector's SnorkyError share one root."""
+        from snorky.backend import SnorkyError
+        from snorky.services.base import RPCError
+
+        self.assertTrue(issubclass(RPCError, SnorkyError))
+
+
+class MultiDictTests(unittest.TestCase):
+    def test_01_api(self):
+        """add, remove, get_set, in_set and clear_set behave as in 0.1."""
+        from snorky.types import MultiDict
+
+        d = MultiDict()
+        d.add("a", 1)
+        d.add("a", 2)
+        self.assertTrue(d.in_set("a", 1))
+        self.assertFalse(d.in_set("b", 1))
+        self.assertEqual(d.get_set("a"), {1, 2})
+        self.assertEqual(d.get_set("b"), set())
+        d.remove("a", 1)
+        d.remove("a", 2)
+        self.assertNotIn("a", d)
+        with self.assertRaises(KeyError):
+            d.remove("a", 1)
+        d.add("c", 1)
+        d.clear_set("c")
+        d.clear_set("c")
+        self.assertEqual(d, {})
+
+
+class CustomServiceTests(unittest.TestCase):
+    def test_01_style_custom_service(self):
+        """A 0.1 service overriding process_message_from and using send_message_to works."""
+        from snorky import ServiceRegistry
+        from snorky.services.base import Service
+
+        class Shout(Service):
+            def process_message_from(self, client, msg):
+                self.send_message_to(client, msg.upper())
+
+        registry = ServiceRegistry()
+        registry.register_service(Shout("shout"))
+        client = RecordingClient()
+        registry.process_message_from(client, {"service": "shout", "message": "hi"})
+        self.assertEqual(client.sent, [{"service": "shout", "message": "HI"}])
+
+    def test_01_test_request_double(self):
+        """0.1's test pattern (a request object with reply/error passed to process_request) works."""
+        from snorky.services.base import RPCService, rpc_command
+
+        class Calc(RPCService):
+            @rpc_command
+            def sum(self, req, a, b):
+                return a + b
+
+        class TestRequest:
+            def __init__(self, service, client, command, params):
+                self.service, self.client, self.command, self.params = service, client, command, params
+                self.debug, self.call_id, self.resolved, self.response = True, None, False, None
+
+            def reply(self, data):
+                self.resolved, self.response = True, data
+
+            def error(self, msg):
+                self.resolved, self.response = True, ("error", msg)
+
+            def format_call(self):
+                return self.command
+
+        request = TestRequest(Calc("calc"), RecordingClient(), "sum", {"a": 1, "b": 2})
+        request.service.process_request(request)
+        self.assertEqual(request.response, 3)
+        request = TestRequest(request.service, RecordingClient(), "nope", {})
+        request.service.process_request(request)
+        self.assertEqual(request.response, ("error", "Unknown command"))
+
+    def test_timeout_factory(self):
+        """TornadoTimeoutFactory schedules and cancels on the running loop."""
+        import asyncio
+
+        from snorky.timeout import TornadoTimeoutFactory
+
+        async def scenario():
+            fired = asyncio.Event()
+            handle = TornadoTimeoutFactory.call_later(0, fired.set)
+            cancelled = TornadoTimeoutFactory.call_later(0, self.fail, "cancelled timer ran")
+            cancelled.cancel()
+            with self.assertRaises(RuntimeError):
+                cancelled.cancel()
+            await asyncio.wait_for(fired.wait(), 5)
+            return handle
+
+        asyncio.run(scenario())

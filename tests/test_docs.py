@@ -1,0 +1,35 @@
+"""The documentation builds with warnings as errors."""
+
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+class DocsTests(unittest.TestCase):
+    def test_sphinx_build_has_no_warnings(self):
+        """sphinx-build -W succeeds: every page, cross-reference and literalinclude resolves."""
+        with tempfile.TemporaryDirectory() as out:
+            result = subprocess.run(
+                [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS), out],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertTrue((Path(out) / "topics" / "protocol.html").exists())
+
+
+class ProtocolPageTests(unittest.TestCase):
+    def test_every_error_and_close_code_is_documented(self):
+        """The protocol page lists every error code and close code Snorky sends."""
+        from snorky.errors import CLOSE_CODES, ERROR_CODES
+
+        page = (DOCS / "topics" / "protocol.rst").read_text(encoding="utf-8")
+        for code in ERROR_CODES:
+            self.assertIn(f"``{code}``", page)
+        for close_code in CLOSE_CODES:
+            self.assertRegex(page, rf"(?m)^{close_code}\s")

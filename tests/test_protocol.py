@@ -1,0 +1,94 @@
+"""The wire format: decoding, envelopes, error bodies, frames encoded once."""
+
+import struct
+import unittest
+
+from snorky.errors import ERROR_CODES, ProtocolError
+from snorky.hashable import HashableDict, HashableList, make_hashable
+from snorky.protocol import Outbound, decode, encode, error_body, parse_envelope, websocket_frame
+
+
+class DecodeTests(unittest.TestCase):
+    def test_objects_become_hashable(self):
+        """A decoded JSON object can key a dict, as in Snorky 0.1."""
+        value = decode(b'{"room": {"id": [1, 2]}}')
+        self.assertIsInstance(value, HashableDict)
+        self.assertIsInstance(value["room"]["id"], HashableList)
+        self.assertEqual({value: 1}[decode('{"room": {"id": [1, 2]}}')], 1)
+
+    def test_key_order_does_not_change_the_hash(self):
+        """Equal objects hash alike whatever their key order."""
+        self.assertEqual(hash(decode('{"a": 1, "b": 2}')), hash(decode('{"b": 2, "a": 1}')))
+
+    def test_invalid_json(self):
+        """Bytes that are not JSON raise ProtocolError with code invalid_json."""
+        with self.assertRaises(ProtocolError) as caught:
+            decode(b"{nope")
+        self.assertEqual((caught.exception.code, caught.exception.message), ("invalid_json", "Invalid JSON"))
+
+    def test_invalid_utf8(self):
+        """Bytes that are not UTF-8 are invalid JSON, not a crash."""
+        with self.assertRaises(ProtocolError):
+            decode(b'"\xff"')
+
+    def test_scalars_unchanged(self):
+        """Strings, numbers, booleans and null come back as they are."""
+        self.assertEqual(make_hashable(["a", 1, 2.5, True, None]), ["a", 1, 2.5, True, None])
+
+
+class EnvelopeTests(unittest.TestCase):
+    def test_parse(self):
+        """An envelope splits into its service name and message."""
+        self.assertEqual(parse_envelope(decode('{"service": "s", "message": [1]}')), ("s", [1]))
+
+    def test_rejects_non_envelopes(self):
+        """Anything but {"service": str, "message": ...} is invalid_message."""
+        for raw in ['"text"', "[1]", '{"service": "s"}', '{"message": 1}', '{"service": 5, "message": 1}']:
+            with self.subTest(raw=raw), self.assertRaises(ProtocolError) as caught:
+                parse_envelope(decode(raw))
+            self.assertEqual(caught.exception.code, "invalid_message")
+
+    def test_error_body_uses_01_text(self):
+        """Error bodies carry 0.1's text and the stable code."""
+        self.assertEqual(
+            error_body("unknown_command", 7),
+            {"type": "error", "callId": 7, "message": "Unknown command", "code": "unknown_command"},
+        )
+
+    def test_every_code_has_a_message(self):
+        """Each documented code has its message text."""
+        for code, message in ERROR_CODES.items():
+            self.assertTrue(message, code)
+
+
+class OutboundTests(unittest.TestCase):
+    def test_json_is_encoded_once(self):
+        """Every wire form of an Outbound is computed once and reused."""
+        out = Outbound({"service": "s", "message": "hi"})
+        self.assertIs(out.json, out.json)
+        self.assertIs(out.ws_frame, out.ws_frame)
+        self.assertIs(out.sockjs, out.sockjs)
+        self.assertEqual(out.json, b'{"service":"s","message":"hi"}')
+
+    def test_from_json_decodes_for_dict_clients(self):
+        """An Outbound built from bytes decodes once for clients that want a dict."""
+        out = Outbound.from_json(encode({"service": "s", "message": 1}))
+        self.assertEqual(out.value, {"service": "s", "message": 1})
+        self.assertIs(out.value, out.value)
+
+    def test_sockjs_form_is_a_quoted_string(self):
+        """The SockJS form is the JSON text quoted as a JSON string."""
+        out = Outbound({"service": "s", "message": 'a"b'})
+        self.assertEqual(decode(out.sockjs), out.json.decode())
+
+    def test_frames_for_each_length_class(self):
+        """Frames use the 7-bit, 16-bit and 64-bit length forms of RFC 6455."""
+        for size, header_len in [(5, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)]:
+            with self.subTest(size=size):
+                frame = websocket_frame(b"x" * size)
+                self.assertEqual(frame[0], 0x81)
+                self.assertEqual(len(frame), size + header_len)
+                if header_len == 4:
+                    self.assertEqual(struct.unpack("!H", frame[2:4])[0], size)
+                if header_len == 10:
+                    self.assertEqual(struct.unpack("!Q", frame[2:10])[0], size)

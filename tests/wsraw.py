@@ -1,0 +1,102 @@
+"""A minimal raw WebSocket client for tests that need control Tornado's client hides.
+
+It can refuse to read (a slow client), ignore pings (a dead peer) and see close
+frames byte for byte. Built on a plain non-blocking socket and the running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+
+
+class RawWebSocket:
+    """One client connection; ``await RawWebSocket.connect(port, path)``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.buffer = b""
+
+    @classmethod
+    async def connect(
+        cls, port: int, path: str = "/ws", rcvbuf: int | None = None, origin: str | None = None
+    ) -> RawWebSocket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            + (f"Origin: {origin}\r\n" if origin else "")
+            + "\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+        ws = cls(sock)
+        head = await ws._read_until(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            sock.close()
+            raise ConnectionError(head.split(b"\r\n")[0].decode())
+        return ws
+
+    async def _recv_more(self) -> None:
+        data = await self.loop.sock_recv(self.sock, 65536)
+        if not data:
+            raise ConnectionError("connection closed")
+        self.buffer += data
+
+    async def _read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            await self._recv_more()
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head
+
+    async def _read_exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            await self._recv_more()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """Read one (unfragmented) server frame: ``(opcode, payload)``."""
+        first, second = await self._read_exactly(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await self._read_exactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await self._read_exactly(8))
+        return first & 0x0F, await self._read_exactly(length)
+
+    async def read_until_close(self) -> tuple[int | None, int]:
+        """Read frames until a close frame; return its code and how many text frames came first."""
+        texts = 0
+        while True:
+            opcode, payload = await self.read_frame()
+            if opcode == 0x8:
+                return (struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None), texts
+            if opcode == 0x1:
+                texts += 1
+
+    async def send_text(self, text: str | bytes, opcode: int = 0x1) -> None:
+        """Send one masked frame."""
+        payload = text.encode() if isinstance(text, str) else text
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        elif length < 0x10000:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        await self.loop.sock_sendall(self.sock, header + mask + masked)
+
+    def close(self) -> None:
+        self.sock.close()
