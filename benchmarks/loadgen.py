@@ -24,6 +24,13 @@ With ``--ports P1,P2,...`` (workload W4: several server processes sharing a
 broker) the subscribers are spread over the ports in turn (subscriber i on port
 i mod the number of ports) and the publisher connects to the first port.
 
+``--protocol`` chooses what is spoken over WebSocket: ``snorky`` (the default,
+Snorky's JSON protocol at ``/ws``) or ``socketio`` (Socket.IO 5 events with acks,
+WebSocket transport only); the differences are in ``PROTOCOLS`` below, which
+other generators import with ``Client``. Every data frame a subscriber receives
+after subscribing is a delivery, except the protocol's keep-alives (Engine.IO
+pings, answered and counted apart).
+
 It prints one JSON object on stdout: wall time, deliveries/s, the CPU seconds
 (utime + stime from /proc/PID/stat) of the server (``--server-pid``, once per
 server process: the figures are their sum, and each is listed), of other
@@ -36,6 +43,7 @@ the first subscriber on each port decoded and compared with what was
 published, in order.
 
 Usage: python benchmarks/loadgen.py --port 8000 --n 1000 --server-pid PID
+       python benchmarks/loadgen.py --protocol socketio --port 8005 --n 1000 --server-pid PID
        python benchmarks/loadgen.py --ports 8000,8001 --n 1000 --server-pid PID1 --server-pid PID2
 """
 
@@ -44,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import ctypes
 import gc
 import hashlib
 import json
@@ -68,6 +77,26 @@ def raise_nofile() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
     return soft
+
+
+def steady_malloc() -> None:
+    """Fix glibc malloc's thresholds, so that large reads cost no system calls, in every run alike.
+
+    ``os.read(fd, READ_SIZE)`` allocates READ_SIZE (256 KiB) and shrinks the bytes
+    to what was read. Above glibc's mmap threshold (128 KiB at first, raised
+    dynamically only by some frees) that is an mmap, an mremap and a munmap per
+    read, unless a free block of the heap happens to fit: whether it does depends
+    on what the process allocated before (a small unrelated change to the
+    generator doubled its system time per W2 call). With the mmap threshold above
+    READ_SIZE and a high trim threshold, reads come from the heap and its top is
+    not given back after each one. Nothing happens where there is no ``mallopt``.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, 4 * READ_SIZE)  # M_MMAP_THRESHOLD (malloc.h)
+    mallopt(-1, 64 * 1024 * 1024)  # M_TRIM_THRESHOLD
 
 
 def proc_times(pid: int | str = "self") -> tuple[float, float]:
@@ -163,6 +192,226 @@ def message_text(seq: int, size: int) -> str:
     return f"{seq:08d}".ljust(size, "x")
 
 
+# Protocols ----------------------------------------------------------------------
+
+
+class WireProtocol:
+    """What differs between the servers' protocols, in one place; ``PROTOCOLS`` maps names to them.
+
+    The generators (and anything importing ``PROTOCOLS`` and ``Client`` from here)
+    use only this interface:
+
+    - ``name``, ``path``: the protocol's name and its WebSocket request path (the
+      default of the generators' ``--path``);
+    - ``greets``: the server speaks first after the upgrade; a new ``Client`` then
+      keeps its first data frames for ``receive()`` instead of counting them;
+    - ``control_size``: the longest payload that may be a keep-alive (-1: none);
+      ``Client.feed`` asks ``control()`` about frames this short only, so the
+      cost on the hot path is one comparison per frame;
+    - ``async handshake(client)``: after the WebSocket upgrade (``await
+      client.opened``), before anything else is sent;
+    - ``subscribe_frame(channel, call_id)``, ``publish_frame(channel, text,
+      call_id)``, ``echo_frame(text, call_id)`` -> bytes: the payloads of the calls
+      (wrap them in ``client_frame()`` to send them); ``echo_reply(text,
+      call_id)`` -> bytes: the echo reply expected, byte for byte;
+    - ``reply_id(payload)`` -> int | None: the call id if the payload is a
+      successful reply (Snorky: a ``response``; Socket.IO: an ack), else None;
+      ``reply_data(payload)``: the data the reply carries (None for none);
+    - ``delivery_text(payload, channel=CHANNEL)`` -> str | None: the published
+      text if the payload is exactly a delivery on ``channel``, else None;
+    - ``decode(payload)``: a value to compare payloads by (raises ValueError if
+      it cannot be decoded);
+    - ``control(payload)`` -> bytes | None: the answer to a protocol-level
+      keep-alive (Engine.IO ping ``2`` -> ``3``; b"" when there is none to send),
+      or None if the payload is not one. ``Client.feed`` answers them itself and
+      counts them in ``Client.pings``, never as deliveries or replies.
+    """
+
+    name = ""
+    path = "/ws"
+    greets = False
+    control_size = -1
+
+    async def handshake(self, client: Client) -> None:
+        """Nothing to do after the upgrade (by default)."""
+
+    def subscribe_frame(self, channel: str, call_id: int) -> bytes:
+        raise NotImplementedError
+
+    def publish_frame(self, channel: str, text: str, call_id: int) -> bytes:
+        raise NotImplementedError
+
+    def echo_frame(self, text: str, call_id: int) -> bytes:
+        raise NotImplementedError
+
+    def echo_reply(self, text: str, call_id: int) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, payload: bytes) -> Any:
+        raise NotImplementedError
+
+    def reply_id(self, payload: bytes) -> int | None:
+        raise NotImplementedError
+
+    def reply_data(self, payload: bytes) -> Any:
+        raise NotImplementedError
+
+    def delivery_text(self, payload: bytes, channel: str = CHANNEL) -> str | None:
+        raise NotImplementedError
+
+    def control(self, payload: bytes) -> bytes | None:
+        """None: no keep-alives beyond WebSocket's own pings (answered by ``Client.feed``)."""
+        return None
+
+
+class SnorkyProtocol(WireProtocol):
+    """Snorky's JSON protocol: ``{"service": S, "message": {...}}`` both ways, at ``/ws``."""
+
+    name = "snorky"
+
+    def subscribe_frame(self, channel: str, call_id: int) -> bytes:
+        return rpc("subscribe", {"channel": channel}, call_id)
+
+    def publish_frame(self, channel: str, text: str, call_id: int) -> bytes:
+        return rpc("publish", {"channel": channel, "message": text}, call_id)
+
+    def echo_frame(self, text: str, call_id: int) -> bytes:
+        return dumps(
+            {"service": "echo", "message": {"command": "echo", "params": {"message": text}, "callId": call_id}}
+        )
+
+    def echo_reply(self, text: str, call_id: int) -> bytes:
+        return dumps({"service": "echo", "message": {"type": "response", "callId": call_id, "data": text}})
+
+    def decode(self, payload: bytes) -> Any:
+        return json.loads(payload)
+
+    def reply_id(self, payload: bytes) -> int | None:
+        try:
+            body = json.loads(payload)["message"]
+            if body["type"] == "response":
+                return body["callId"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def reply_data(self, payload: bytes) -> Any:
+        try:
+            return json.loads(payload)["message"].get("data")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def delivery_text(self, payload: bytes, channel: str = CHANNEL) -> str | None:
+        try:
+            value = json.loads(payload)
+            text = value["message"]["message"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        expected = {"service": SERVICE, "message": {"type": "message", "channel": channel, "message": text}}
+        return text if isinstance(text, str) and value == expected else None
+
+
+class Snorky01Protocol(SnorkyProtocol):
+    """Snorky 0.1's frames: the same protocol, encoded by ``json.dumps`` with its default
+    separators (a space after every ``:`` and ``,``)."""
+
+    name = "snorky01"
+
+    def echo_reply(self, text: str, call_id: int) -> bytes:
+        body = {"service": "echo", "message": {"type": "response", "callId": call_id, "data": text}}
+        return json.dumps(body).encode()
+
+
+class SocketIOProtocol(WireProtocol):
+    """Socket.IO 5 (Engine.IO 4) over WebSocket only, namespace ``/``, events with acks.
+
+    After the upgrade the server sends the Engine.IO open packet ``0{...}``; the
+    client connects to the namespace with ``40`` and the server answers
+    ``40{"sid":...}``. A call is an event with an ack id, ``42<id>["event",{...}]``,
+    answered ``43<id>[...]`` (the handler's return value: ``[]`` for None); a
+    delivery is an event without one, ``42["message",{"channel":...,"message":...}]``.
+    The server pings with ``2``, the client answers ``3``.
+    """
+
+    name = "socketio"
+    path = "/socket.io/?EIO=4&transport=websocket"
+    greets = True
+    control_size = 1  # "2" (ping), "6" (noop)
+    timeout = 10.0  # seconds for each step of the handshake
+
+    async def handshake(self, client: Client) -> None:
+        """Read the Engine.IO open packet, connect to namespace ``/``, wait for its answer."""
+        opening = await client.receive(self.timeout)
+        if not opening.startswith(b"0{"):
+            raise ConnectionError(f"no Engine.IO open packet: {opening[:200]!r}")
+        client.session = json.loads(opening[1:])
+        client.write(client_frame(b"40"))
+        reply = await client.receive(self.timeout)
+        if not reply.startswith(b"40"):
+            raise ConnectionError(f"namespace connection refused: {reply[:200]!r}")
+
+    def event(self, name: str, data: Any, call_id: int) -> bytes:
+        return b"42%d" % call_id + dumps([name, data])
+
+    def subscribe_frame(self, channel: str, call_id: int) -> bytes:
+        return self.event("subscribe", {"channel": channel}, call_id)
+
+    def publish_frame(self, channel: str, text: str, call_id: int) -> bytes:
+        return self.event("publish", {"channel": channel, "message": text}, call_id)
+
+    def echo_frame(self, text: str, call_id: int) -> bytes:
+        return self.event("echo", {"message": text}, call_id)
+
+    def echo_reply(self, text: str, call_id: int) -> bytes:
+        return b"43%d" % call_id + dumps([text])
+
+    def decode(self, payload: bytes) -> tuple[str, int | None, Any]:
+        """(packet types, ack id or None, JSON data or None): ``b'431["x"]'`` is ``("43", 1, ["x"])``."""
+        end = 2
+        while end < len(payload) and 0x30 <= payload[end] <= 0x39:
+            end += 1
+        ack = int(payload[2:end]) if end > 2 else None
+        return payload[:2].decode(), ack, json.loads(payload[end:]) if end < len(payload) else None
+
+    def reply_id(self, payload: bytes) -> int | None:
+        if not payload.startswith(b"43"):
+            return None
+        end = payload.find(b"[", 2)
+        digits = payload[2:end]
+        return int(digits) if end > 2 and digits.isdigit() else None
+
+    def reply_data(self, payload: bytes) -> Any:
+        try:
+            data = self.decode(payload)[2]
+        except ValueError:
+            return None
+        return data[0] if isinstance(data, list) and data else None
+
+    def delivery_text(self, payload: bytes, channel: str = CHANNEL) -> str | None:
+        if not payload.startswith(b'42["'):
+            return None
+        try:
+            value = json.loads(payload[2:])
+            text = value[1]["message"]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None
+        return text if isinstance(text, str) and value == ["message", {"channel": channel, "message": text}] else None
+
+    def control(self, payload: bytes) -> bytes | None:
+        if payload == b"2":
+            return b"3"
+        if payload == b"6":
+            return b""
+        return None
+
+
+PROTOCOLS: dict[str, WireProtocol] = {
+    "snorky": SnorkyProtocol(),
+    "snorky01": Snorky01Protocol(),
+    "socketio": SocketIOProtocol(),
+}
+
+
 class Counter:
     """Deliveries counted by all subscribers; ``done_at`` is when ``target`` was reached."""
 
@@ -179,11 +428,29 @@ class Counter:
 class Client(asyncio.Protocol):
     """A minimal WebSocket client: handshake, unmasked server frames, ping and close.
 
-    Data frames are counted (``count``, and ``counter.total``); the payload is only
-    sliced out when ``waiter`` is set (the next one resolves it) or ``keep`` is true.
+    ``Client(host, port, path, keep=False, protocol=PROTOCOLS["snorky"])``, made by
+    ``loop.create_connection``; then ``await client.opened`` (the WebSocket
+    upgrade) and ``await protocol.handshake(client)`` (or both with
+    ``await connect(...)``). Data frames are deliveries, counted (``count``, and
+    ``counter.total``) and, if ``keep`` is true, appended to ``kept``; except:
+
+    - replies: while ``receive()`` (or ``call()``) waits, and from the start until
+      the first ``receive()`` for a protocol whose server ``greets``, data frames are
+      queued for it instead;
+    - keep-alives of the protocol (``protocol.control``), answered at once and
+      counted in ``pings``; WebSocket pings are answered with a pong.
+
+    The payload is only sliced out of the read buffer when it is kept or queued.
     """
 
-    def __init__(self, host: str, port: int, path: str, keep: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, keep: bool = False, protocol: WireProtocol | None = None
+    ) -> None:
+        self.protocol = protocol = protocol or PROTOCOLS["snorky"]
+        self.control_size = protocol.control_size
+        self.replies: list[bytes] | None = [] if protocol.greets else None  # frames kept for receive()
+        self.pings = 0
+        self.session: dict[str, Any] = {}  # what the protocol's handshake learnt (Socket.IO's open packet)
         key = base64.b64encode(os.urandom(16))
         self.accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
         self.request = (
@@ -203,7 +470,7 @@ class Client(asyncio.Protocol):
         self.fd = -1
         self.raw = False  # True while the epoll loop, not asyncio, drives this connection
         self.opened = asyncio.get_running_loop().create_future()
-        self.waiter: asyncio.Future[bytes] | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.port = port
 
     # asyncio side ---------------------------------------------------------------
@@ -219,14 +486,43 @@ class Client(asyncio.Protocol):
             if fut is not None and not fut.done():
                 fut.set_exception(ConnectionError("connection closed"))
 
-    async def call(self, payload: bytes) -> Any:
-        """Send one frame and return the next data frame received, decoded."""
-        self.waiter = asyncio.get_running_loop().create_future()
+    async def receive(self, timeout: float | None = None) -> bytes:
+        """The next data frame that is not a delivery (a reply, or what the server sends first)."""
+        if self.replies is None:
+            self.replies = []
+        while not self.replies:
+            if self.closed:
+                raise ConnectionError("connection closed")
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.waiter, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no reply within {timeout} s") from None
+            finally:
+                self.waiter = None
+        payload = self.replies.pop(0)
+        if not self.replies:
+            self.replies = None  # frames are deliveries again
+        return payload
+
+    async def call(self, payload: bytes, raw: bool = False, timeout: float | None = None) -> Any:
+        """Send one frame (a payload, framed here) and return the next data frame received:
+        its payload if ``raw``, else decoded as JSON (Snorky's protocol)."""
+        if self.replies is None:
+            self.replies = []  # before writing: the reply may come in the same read as anything else
         self.write(client_frame(payload))
-        try:
-            return json.loads(await self.waiter)
-        finally:
-            self.waiter = None
+        reply = await self.receive(timeout)
+        return reply if raw else json.loads(reply)
+
+    def control(self, payload: bytes) -> bool:
+        """Answer ``payload`` if it is a keep-alive of the protocol (True), else False."""
+        answer = self.protocol.control(payload)
+        if answer is None:
+            return False
+        if answer:
+            self.write(client_frame(answer))
+        self.pings += 1
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.upgraded:
@@ -268,6 +564,7 @@ class Client(asyncio.Protocol):
         if self.buf:
             data = self.buf + data
         pos, size, n = 0, len(data), 0
+        control_size = self.control_size
         while size - pos >= 2:
             b0 = data[pos]
             length = data[pos + 1]
@@ -292,8 +589,13 @@ class Client(asyncio.Protocol):
             if opcode < 0x8:
                 if not b0 & 0x80 or opcode == 0:
                     self.fragmented += 1  # the servers here never fragment; counted as a check
-                if self.waiter is not None and not self.waiter.done():
-                    self.waiter.set_result(data[head:end])  # a reply, not counted
+                if length <= control_size and self.control(data[head:end]):
+                    pass  # a keep-alive, answered
+                elif self.replies is not None:
+                    self.replies.append(data[head:end])  # a reply, not counted
+                    waiter = self.waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(None)
                 else:
                     n += 1
                     if self.keep:
@@ -302,6 +604,8 @@ class Client(asyncio.Protocol):
                 self.write(client_frame(data[head:end], 0xA))
             elif opcode == 0x8:
                 self.closed = True
+                if self.waiter is not None and not self.waiter.done():
+                    self.waiter.set_exception(ConnectionError("closed by the server"))
                 break
             pos = end
         self.buf = data[pos:] if pos < size else b""
@@ -312,6 +616,23 @@ class Client(asyncio.Protocol):
                 counter.total += n
                 if counter.total >= counter.target and not counter.done_at:
                     counter.done_at = time.perf_counter()
+
+
+async def connect(
+    host: str,
+    port: int,
+    protocol: WireProtocol,
+    path: str | None = None,
+    keep: bool = False,
+    cls: type[Client] = Client,
+) -> Client:
+    """A ``cls`` connected to ``host:port`` at ``path`` (the protocol's by default), upgraded to
+    WebSocket and through the protocol's handshake."""
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: cls(host, port, path or protocol.path, keep, protocol), host, port)
+    await client.opened  # type: ignore[attr-defined]
+    await protocol.handshake(client)  # type: ignore[arg-type]
+    return client  # type: ignore[return-value]
 
 
 class Publisher(Client):
@@ -335,8 +656,7 @@ class Publisher(Client):
 
     def frame(self, seq: int) -> bytes:
         self.sent_at[100 + seq] = time.perf_counter()
-        params = {"channel": CHANNEL, "message": message_text(seq, self.payload)}
-        return client_frame(rpc("publish", params, 100 + seq))
+        return client_frame(self.protocol.publish_frame(CHANNEL, message_text(seq, self.payload), 100 + seq))
 
     def start(self, first: int, count: int | None, window: int, stop_at: float = 0.0, on_count: Any = None) -> None:
         self.first = self.next = first
@@ -379,11 +699,12 @@ class Publisher(Client):
         super().feed(data)
         replies, self.kept = self.kept, []
         now = time.perf_counter()
+        reply_id = self.protocol.reply_id
         for raw in replies:
-            body = json.loads(raw).get("message", {})
-            if body.get("type") != "response":
-                self.errors.append(body)
-            sent = self.sent_at.pop(body.get("callId"), None)
+            call_id = reply_id(raw)
+            if call_id is None:
+                self.errors.append(raw[:200].decode(errors="replace"))
+            sent = self.sent_at.pop(call_id, None)
             if sent is not None:
                 self.latencies.append(now - sent)
             self.acks += 1
@@ -473,8 +794,8 @@ class Pump:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    subscribe = rpc("subscribe", {"channel": CHANNEL}, 1)
+    protocol = PROTOCOLS[args.protocol]
+    subscribe = protocol.subscribe_frame(CHANNEL, 1)
     limit = asyncio.Semaphore(args.connect_concurrency)
     subscribers: list[Client] = []
     failures: list[str] = []
@@ -482,18 +803,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ports: list[int] = args.ports
 
     async def open_client(port: int, cls: type[Client] = Client, keep: bool = False) -> Client:
-        _, client = await loop.create_connection(lambda: cls(args.host, port, args.path, keep), args.host, port)
-        await client.opened
-        return client  # type: ignore[return-value]
+        return await connect(args.host, port, protocol, args.path, keep, cls)
 
     async def subscriber(index: int) -> None:
         async with limit:
             try:
                 # The first subscriber on each port keeps its messages, to be checked.
                 client = await open_client(ports[index % len(ports)], keep=index < len(ports))
-                reply = await client.call(subscribe)
-                if reply.get("message", {}).get("type") != "response":
-                    raise RuntimeError(f"subscribe refused: {reply}")
+                reply = await client.call(subscribe, raw=True, timeout=args.timeout)
+                if protocol.reply_id(reply) != 1:
+                    raise RuntimeError(f"subscribe refused: {reply[:200]!r}")
             except Exception as exc:  # noqa: BLE001 - reported below
                 failures.append(f"{type(exc).__name__}: {exc}")
                 return
@@ -610,6 +929,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gen_sys_s": gen1[1] - gen0[1],
         "connect_s": connect_s,
         "engine": args.engine,
+        "protocol": protocol.name,
+        "path": args.path or protocol.path,
         "subscriber_reads": pump.reads - reads0 if pump else None,
         "cpu_stat_s": cpu_stat_delta(stat0, stat1),
         "ksoftirqd_cpu_s": {name: softirqd1[name] - softirqd0[name] for name in softirqd},
@@ -619,9 +940,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "per_subscriber_min": min(counts) - args.warmup,
         "per_subscriber_max": max(counts) - args.warmup,
         "fragmented_frames": sum(c.fragmented for c in subscribers),
+        "keepalives": sum(c.pings for c in subscribers) + publisher.pings,  # protocol pings answered, not counted
         "closed_subscribers": sum(c.closed for c in subscribers),
-        "verified_subscriber0": verify_messages(subscribers[0].kept, args.warmup + messages, args.payload),
-        "verified_by_port": {str(c.port): verify_messages(c.kept, args.warmup + messages, args.payload) for c in kept},
+        "verified_subscriber0": verify_messages(subscribers[0].kept, args.warmup + messages, args.payload, protocol),
+        "verified_by_port": {
+            str(c.port): verify_messages(c.kept, args.warmup + messages, args.payload, protocol) for c in kept
+        },
     }
     if any(v != "ok" for v in result["verified_by_port"].values()):
         # Subscriber 0 stands for all the checked subscribers (one per port) in the summaries.
@@ -652,16 +976,13 @@ def latency_summary(latencies: list[float]) -> dict[str, float] | None:
     return {"p50": at(0.5), "p90": at(0.9), "max": 1000 * ordered[-1]}
 
 
-def verify_messages(kept: list[bytes], total: int, payload: int) -> str:
-    """Check subscriber 0 received exactly the published messages, in order."""
+def verify_messages(kept: list[bytes], total: int, payload: int, protocol: WireProtocol | None = None) -> str:
+    """Check subscriber 0 received exactly the published messages, in order (decoded by ``protocol``)."""
     if len(kept) != total:
         return f"subscriber 0 got {len(kept)} messages, expected {total}"
+    delivery_text = (protocol or PROTOCOLS["snorky"]).delivery_text
     for seq, raw in enumerate(kept):
-        expected = {
-            "service": SERVICE,
-            "message": {"type": "message", "channel": CHANNEL, "message": message_text(seq, payload)},
-        }
-        if json.loads(raw) != expected:
+        if delivery_text(raw, CHANNEL) != message_text(seq, payload):
             return f"message {seq} differs: {raw[:200]!r}"
     return "ok"
 
@@ -675,7 +996,8 @@ def main() -> None:
         help="comma-separated ports of several servers: subscribers spread over them "
         "in turn, the publisher on the first",
     )
-    parser.add_argument("--path", default="/ws")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="snorky", help="the servers' protocol")
+    parser.add_argument("--path", help="the WebSocket request path (default: the protocol's, /ws for snorky)")
     parser.add_argument("--n", type=int, default=1000, help="subscriber connections")
     parser.add_argument(
         "--messages", type=int, default=0, help="messages published in the measured window (0: publish for --seconds)"
@@ -709,6 +1031,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for all deliveries")
     parser.add_argument("--connect-concurrency", type=int, default=100)
     args = parser.parse_args()
+    steady_malloc()
     if args.ports:
         args.ports = [int(p) for p in args.ports.split(",") if p.strip()]
     elif args.port:

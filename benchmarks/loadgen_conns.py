@@ -5,8 +5,10 @@ its own), against a server started afresh:
 
 1. reads the server's resident memory (``VmRSS`` in ``/proc/PID/status``);
 2. opens N connections (TCP connect and WebSocket handshake, the minimal client
-   of ``loadgen.py``), at most ``--connect-concurrency`` (100) under way at a
-   time, and times it: connections/s;
+   of ``loadgen.py``, then the protocol's own handshake: none for Snorky's,
+   the Engine.IO open packet and the namespace connection for ``--protocol
+   socketio``), at most ``--connect-concurrency`` (100) under way at a time, and
+   times it: connections/s;
 3. subscribes each to channel ``bench`` (``--channels one``, the default) or
    each to a channel of its own (``--channels distinct``), as many at a time,
    and times it;
@@ -37,14 +39,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import (  # noqa: E402
+    PROTOCOLS,
     Client,
+    connect,
     cpu_stat,
     cpu_stat_delta,
     kernel_threads,
     proc_cpu,
     proc_times,
     raise_nofile,
-    rpc,
+    steady_malloc,
 )
 
 
@@ -93,7 +97,7 @@ class Window:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
+    protocol = PROTOCOLS[args.protocol]
     limit = asyncio.Semaphore(args.connect_concurrency)
     softirqd = kernel_threads()
     failures: list[str] = []
@@ -102,22 +106,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def open_client() -> None:
         async with limit:
             try:
-                _, client = await loop.create_connection(
-                    lambda: Client(args.host, args.port, args.path), args.host, args.port
-                )
-                await client.opened
+                client = await connect(args.host, args.port, protocol, args.path)
             except Exception as exc:  # noqa: BLE001 - reported below
                 failures.append(f"{type(exc).__name__}: {exc}")
                 return
-            clients.append(client)  # type: ignore[arg-type]
+            clients.append(client)
 
     async def subscribe(index: int, client: Client) -> None:
         channel = f"idle-{index}" if args.channels == "distinct" else "bench"
         async with limit:
             try:
-                reply = await client.call(rpc("subscribe", {"channel": channel}, 1))
-                if reply.get("message", {}).get("type") != "response":
-                    raise RuntimeError(f"subscribe refused: {reply}")
+                reply = await client.call(protocol.subscribe_frame(channel, 1), raw=True, timeout=60.0)
+                if protocol.reply_id(reply) != 1:
+                    raise RuntimeError(f"subscribe refused: {reply[:200]!r}")
             except Exception as exc:  # noqa: BLE001 - reported below
                 failures.append(f"{type(exc).__name__}: {exc}")
 
@@ -125,7 +126,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rss_before = status_kb(args.server_pid)
     window = Window(args.server_pid, softirqd)
     await asyncio.gather(*(open_client() for _ in range(args.n)))
-    connect = window.close(len(clients))
+    opened = window.close(len(clients))
     if failures:
         raise SystemExit(f"{len(failures)} of {args.n} connections failed, first: {failures[0]}")
     rss_connected = status_kb(args.server_pid)
@@ -143,6 +144,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     n = len(clients)
     return {
         "n": n,
+        "protocol": protocol.name,
         "channels": args.channels,
         "connect_concurrency": args.connect_concurrency,
         "rss_before_kb": rss_before,
@@ -150,9 +152,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "rss_after_kb": rss_after,
         "rss_per_connection_kb": (rss_after - rss_before) / n,
         "rss_per_connection_unsubscribed_kb": (rss_connected - rss_before) / n,
-        "connect": connect,
+        "connect": opened,
         "subscribe": subscribed,
         "alive_at_end": alive,
+        "keepalives": sum(c.pings for c in clients),  # protocol pings answered while idle
     }
 
 
@@ -160,7 +163,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/ws")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="snorky", help="the server's protocol")
+    parser.add_argument("--path", help="the WebSocket request path (default: the protocol's, /ws for snorky)")
     parser.add_argument("--n", type=int, default=5000, help="connections")
     parser.add_argument(
         "--channels",
@@ -173,6 +177,7 @@ def main() -> None:
     parser.add_argument("--server-pid", type=int, required=True, help="server process measured")
     parser.add_argument("--cpu", type=int, help="pin this process to this CPU")
     args = parser.parse_args()
+    steady_malloc()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     nofile = raise_nofile()

@@ -16,7 +16,10 @@ The call is ``{"service":"echo","message":{"command":"echo","params":{"message":
 "<--payload characters>"},"callId":K}}``; the reply must be
 ``{"service":"echo","message":{"type":"response","callId":K,"data":"<the same>"}}``
 (compared byte for byte, then, if the bytes differ, as JSON: a reply that
-differs as JSON counts as an error).
+differs as JSON counts as an error). With ``--protocol socketio`` the call is the
+event ``42K["echo",{"message":"..."}]`` and the reply its ack ``43K["..."]``
+(``loadgen.PROTOCOLS``); the protocol's keep-alives (Engine.IO pings) are
+answered and not counted as replies.
 
 It prints one JSON object: per concurrency, the replies in the window,
 requests/s, the server's and its own CPU seconds (``/proc/PID/stat``) over the
@@ -42,29 +45,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import (  # noqa: E402
+    PROTOCOLS,
     READ_SIZE,
     Client,
+    WireProtocol,
     client_frame,
+    connect,
     cpu_stat,
     cpu_stat_delta,
-    dumps,
     kernel_threads,
     message_text,
     proc_cpu,
     proc_times,
     raise_nofile,
+    steady_malloc,
 )
 
-SERVICE = "echo"
 RING = 256  # distinct call ids (and request frames, built once) per run
-
-
-def request(call_id: int, text: str) -> bytes:
-    return dumps({"service": SERVICE, "message": {"command": "echo", "params": {"message": text}, "callId": call_id}})
-
-
-def expected_reply(call_id: int, text: str) -> bytes:
-    return dumps({"service": SERVICE, "message": {"type": "response", "callId": call_id, "data": text}})
 
 
 class Conn:
@@ -82,9 +79,11 @@ class Conn:
 
 def drive(clients: list[Client], args: argparse.Namespace, softirqd: dict[str, int]) -> dict[str, Any]:
     """Run the calls on ``clients`` (asyncio has paused them); measure a window of the flow."""
+    protocol: WireProtocol = PROTOCOLS[args.protocol]
     texts = [message_text(k, args.payload) for k in range(RING)]
-    frames = [client_frame(request(k + 1, texts[k])) for k in range(RING)]
-    replies = [expected_reply(k + 1, texts[k]) for k in range(RING)]
+    frames = [client_frame(protocol.echo_frame(texts[k], k + 1)) for k in range(RING)]
+    replies = [protocol.echo_reply(texts[k], k + 1) for k in range(RING)]
+    control_size = protocol.control_size
     conns = {}
     poll = select.epoll(len(clients))
     for client in clients:
@@ -178,19 +177,25 @@ def drive(clients: list[Client], args: argparse.Namespace, softirqd: dict[str, i
                     errors.append("the server closed a connection")
                 elif opcode < 0x8:
                     payload = buf[head:end]
-                    if payload != replies[conn.seq]:
+                    if payload == replies[conn.seq]:
+                        reply = True
+                    elif length <= control_size and conn.client.control(payload):
+                        reply = False  # a keep-alive of the protocol, answered
+                    else:
+                        reply = True
                         other_bytes += 1
                         if len(errors) < 5:
-                            check = check_reply(payload, conn.seq + 1, texts[conn.seq])
+                            check = check_reply(protocol, payload, conn.seq + 1, texts[conn.seq])
                             if check:
                                 errors.append(check)
-                    answered += 1
-                    if record:
-                        latencies.append(perf() - conn.sent_at)
-                    if stopping:
-                        in_flight -= 1
-                    else:
-                        send(conn)
+                    if reply:
+                        answered += 1
+                        if record:
+                            latencies.append(perf() - conn.sent_at)
+                        if stopping:
+                            in_flight -= 1
+                        else:
+                            send(conn)
                 pos = end
             conn.buf = buf[pos:] if pos < size else b""
     gc.enable()
@@ -201,16 +206,17 @@ def drive(clients: list[Client], args: argparse.Namespace, softirqd: dict[str, i
         raise SystemExit(f"the window was not measured: {errors[:3]}")
     result = measure(marks, answered_in_window, latencies, errors, len(clients))
     result["replies_not_bytewise_equal"] = other_bytes
+    result["keepalives"] = sum(client.pings for client in clients)  # protocol pings answered, not replies
     return result
 
 
-def check_reply(payload: bytes, call_id: int, text: str) -> str | None:
-    """None if ``payload`` is the expected reply as JSON (keys in any order), else what is wrong."""
+def check_reply(protocol: WireProtocol, payload: bytes, call_id: int, text: str) -> str | None:
+    """None if ``payload`` is the expected reply decoded (as JSON: keys in any order), else what is wrong."""
     try:
-        got = json.loads(payload)
+        got = protocol.decode(payload)
     except ValueError:
-        return f"not JSON: {payload[:200]!r}"
-    if got != {"service": SERVICE, "message": {"type": "response", "callId": call_id, "data": text}}:
+        return f"not decodable: {payload[:200]!r}"
+    if got != protocol.decode(protocol.echo_reply(text, call_id)):
         return f"wrong reply: {payload[:200]!r}"
     return None
 
@@ -260,33 +266,34 @@ def measure(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
+    protocol = PROTOCOLS[args.protocol]
     softirqd = kernel_threads()
     phases = {}
     for concurrency in args.concurrency:
-
-        async def open_client() -> Client:
-            _, client = await loop.create_connection(
-                lambda: Client(args.host, args.port, args.path), args.host, args.port
-            )
-            await client.opened
-            return client  # type: ignore[return-value]
-
-        clients = list(await asyncio.gather(*(open_client() for _ in range(concurrency))))
+        clients = list(
+            await asyncio.gather(*(connect(args.host, args.port, protocol, args.path) for _ in range(concurrency)))
+        )
         try:
             phases[str(concurrency)] = drive(clients, args, softirqd)
         finally:
             for client in clients:
                 client.transport.close()  # type: ignore[union-attr]
         await asyncio.sleep(0.3)  # the server closes them before the next phase
-    return {"payload_chars": args.payload, "warmup_s": args.warmup_s, "seconds": args.seconds, "phases": phases}
+    return {
+        "protocol": protocol.name,
+        "payload_chars": args.payload,
+        "warmup_s": args.warmup_s,
+        "seconds": args.seconds,
+        "phases": phases,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", default="/ws")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="snorky", help="the server's protocol")
+    parser.add_argument("--path", help="the WebSocket request path (default: the protocol's, /ws for snorky)")
     parser.add_argument(
         "--concurrency", default="1,50", help="comma-separated: connections, each with one call in flight, per phase"
     )
@@ -297,6 +304,7 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, help="pin this process to this CPU")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the last replies")
     args = parser.parse_args()
+    steady_malloc()
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

@@ -48,11 +48,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import envs
+
 HERE = Path(__file__).resolve().parent
 SERVERS = {
     "floor": HERE / "servers" / "floor.py",
     "snorky": HERE / "servers" / "snorky_server.py",
     "tornado": HERE / "servers" / "tornado_plain.py",
+    "socketio": HERE / "servers" / "socketio_server.py",
+    "channels": HERE / "servers" / "channels_server.py",
+    "snorky01": HERE / "servers" / "snorky01_server.py",
 }
 FLOOR = "floor"
 HOST = "127.0.0.1"
@@ -61,11 +66,15 @@ HOST = "127.0.0.1"
 @dataclass(frozen=True)
 class Setup:
     """What one run starts: ``nodes`` processes of the server script ``server``,
-    on the suite's Redis (through a RedisBroker) if ``redis``."""
+    on the suite's Redis (through a RedisBroker) if ``redis``; with the interpreter of
+    environment ``env`` (``envs.py``) if given, else the suite's; the generator speaks
+    ``protocol`` to it."""
 
     server: str
     nodes: int = 1
     redis: bool = False
+    env: str | None = None
+    protocol: str = "snorky"
 
 
 SETUPS = {
@@ -74,7 +83,11 @@ SETUPS = {
     "tornado": Setup("tornado"),
     "redis-1node": Setup("snorky", 1, redis=True),
     "redis-2nodes": Setup("snorky", 2, redis=True),
+    "socketio": Setup("socketio", env="peers", protocol="socketio"),
+    "channels": Setup("channels", env="peers"),
+    "snorky01": Setup("snorky01", env="snorky01", protocol="snorky01"),
 }
+PEERS = "socketio,channels,snorky01"
 
 
 @dataclass(frozen=True)
@@ -90,12 +103,14 @@ class Workload:
     generator: str = "loadgen.py"
 
 
+ALL = f"floor,snorky,tornado,{PEERS}"
 WORKLOADS = {
-    "w1": Workload("W1 fan-out", "floor,snorky,tornado", FLOOR, "_x_floor", "0", "1", 50),
-    "w2": Workload("W2 echo RPC", "floor,snorky,tornado", FLOOR, "_x_floor", "0", "1", 50, generator="loadgen_rpc.py"),
+    "w1": Workload("W1 fan-out", ALL, FLOOR, "_x_floor", "0", "1", 50),
+    "w1p": Workload("W1 paced latency", ALL, FLOOR, "_x_floor", "0", "1", 0, n=4000, generator="loadgen_paced.py"),
+    "w2": Workload("W2 echo RPC", ALL, FLOOR, "_x_floor", "0", "1", 50, generator="loadgen_rpc.py"),
     "w3": Workload(
         "W3 idle connections",
-        "floor,snorky,tornado",
+        ALL,
         FLOOR,
         "_x_floor",
         "0",
@@ -366,10 +381,11 @@ def run_once(
     logs = [tempfile.TemporaryFile() for _ in ports]
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        python = envs.ensure(setup.env) if setup.env else args.python
         for i, port in enumerate(ports):
             procs.append(
                 subprocess.Popen(
-                    [args.python, str(SERVERS[setup.server]), "--port", str(port), *extra],
+                    [python, str(SERVERS[setup.server]), "--port", str(port), *extra],
                     stdin=subprocess.DEVNULL,
                     stdout=logs[i],
                     stderr=subprocess.STDOUT,
@@ -399,6 +415,21 @@ def run_once(
                 str(args.payload),
                 "--timeout",
                 str(args.timeout),
+                "--server-pid",
+                str(procs[0].pid),
+            ]
+        elif generator == "loadgen_paced.py":  # W1 paced
+            command += [
+                "--port",
+                str(ports[0]),
+                "--n",
+                str(args.n),
+                "--rate",
+                str(args.rate),
+                "--seconds",
+                str(args.paced_seconds),
+                "--payload",
+                str(args.payload),
                 "--server-pid",
                 str(procs[0].pid),
             ]
@@ -440,6 +471,8 @@ def run_once(
                 command += ["--server-pid", str(proc.pid)]
             if redis is not None and redis.process is not None:
                 command += ["--extra-pid", f"redis={redis.pid}"]
+        if setup.protocol != "snorky":
+            command += ["--protocol", setup.protocol]
         if args.gen_cpu is not None:
             command += ["--cpu", str(args.gen_cpu)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout + args.n / 50 + 120)
@@ -511,6 +544,17 @@ W3_METRICS = (
     "subscribe_server_us",
     "subscribe_gen_cpu_util",
 )
+W1P_METRICS = (
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "last_p50_ms",
+    "last_p99_ms",
+    "server_cpu_util",
+    "gen_cpu_util",
+)
+W1P_RATIOS = ("latency_p50_ms", "latency_p99_ms", "last_p50_ms", "last_p99_ms")
 W3_RATIOS = ("rss_per_connection_kb", "connections_per_s", "connect_server_us", "subscribe_server_us")
 
 
@@ -529,6 +573,8 @@ def workload_metrics(report_or_args: Any) -> tuple[tuple[str, ...], tuple[str, .
         )
     if workload == "w3":
         return W3_METRICS, W3_RATIOS
+    if workload == "w1p":
+        return W1P_METRICS, W1P_RATIOS
     return METRICS, RATIOS
 
 
@@ -561,7 +607,19 @@ def add_derived_w3(result: dict[str, Any]) -> None:
     result["noise"] = max(noise) if noise else None
 
 
+def add_derived_w1p(result: dict[str, Any]) -> None:
+    for key, value in (result.get("latency_ms") or {}).items():
+        result[f"latency_{key}_ms"] = value
+    for key, value in (result.get("last_delivery_ms") or {}).items():
+        result[f"last_{key}_ms"] = value
+    wall = result.get("other_wall_s")
+    result["noise"] = result["other_cpu_s"] / wall if wall else None
+
+
 def add_derived(result: dict[str, Any]) -> None:
+    if "latency_ms" in result:
+        add_derived_w1p(result)
+        return
     if "phases" in result:
         add_derived_w2(result)
         return
@@ -598,6 +656,15 @@ def checks_ok(r: dict[str, Any]) -> bool:
         return all(not phase.get("errors") for phase in r["phases"].values())
     if "rss_after_kb" in r:  # W3
         return r.get("alive_at_end") == r.get("n")
+    if "latency_ms" in r:  # W1 paced
+        return bool(
+            not r["lost"]
+            and not r["duplicates_or_misses"]
+            and not r["out_of_order"]
+            and not r["unexpected_frames"]
+            and not r["publish_errors"]
+            and r["replies"] == r["messages"] + r["warmup"]
+        )
     return bool(
         r["verified_subscriber0"] == "ok"
         and not r["lost"]
@@ -685,6 +752,8 @@ def markdown(report: dict[str, Any]) -> str:
         return markdown_w2(report)
     if workload == "w3":
         return markdown_w3(report)
+    if workload == "w1p":
+        return markdown_w1p(report)
     cfg, env, summary = report["config"], report["environment"], report["summary"]
     lines = [
         f"# W1 fan-out: N = {cfg['n']} subscribers on one channel",
@@ -938,6 +1007,61 @@ def markdown_w3(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_w1p(report: dict[str, Any]) -> str:
+    cfg, summary = report["config"], report["summary"]
+    title = f"W1 paced: publish-to-receive latency, N = {cfg['n']} subscribers, {cfg['rate']:g} publishes/s"
+    lines = header(report, title)
+    lines += [
+        f"- Per run: N subscribers on one channel, one publisher publishing {cfg['rate']:g} messages of "
+        f"{cfg['payload']} characters per second for {cfg['paced_seconds']:g} s after 10 unmeasured ones. "
+        "Latency: the kernel's receive timestamp of each delivery (SO_TIMESTAMPNS on every subscriber socket) "
+        'minus the time just before the publish was written; "last delivery": per publish, its slowest '
+        "subscriber (the time to reach everyone).",
+        "",
+        "| server | latency p50 ms | × floor | p90 ms | p99 ms | × floor | max ms | last delivery p50 ms | × floor "
+        "| last delivery p99 ms | × floor | server CPU use | checks |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for server, s in summary.items():
+        lines.append(
+            f"| {server} | {fmt(s.get('latency_p50_ms'))} | {fmt(s.get('latency_p50_ms_x_floor'))} "
+            f"| {fmt(s.get('latency_p90_ms'))} | {fmt(s.get('latency_p99_ms'))} "
+            f"| {fmt(s.get('latency_p99_ms_x_floor'))} | {fmt(s.get('latency_max_ms'))} "
+            f"| {fmt(s.get('last_p50_ms'))} | {fmt(s.get('last_p50_ms_x_floor'))} | {fmt(s.get('last_p99_ms'))} "
+            f"| {fmt(s.get('last_p99_ms_x_floor'))} | {pct(s.get('server_cpu_util'))} | {checks_cell(s)} |"
+        )
+    notes = error_notes(report)
+    for r in report["runs"]:
+        if r.get("lost"):
+            notes.append(
+                f"- {r['server']}, round {r['round']}: did not keep up with {cfg['rate']:g} publishes/s: "
+                f"{r['lost']:,} of {r['expected_deliveries'] + r['n'] * r['warmup']:,} deliveries had not arrived "
+                "30 s after the last publish; its latencies are those of the deliveries that did."
+            )
+    if notes:
+        lines += ["", "Warnings:", *notes]
+    lines += [
+        "",
+        "## Every run",
+        "",
+        "| round | server | latency p50 / p90 / p99 / max ms | last delivery p50 / p99 ms | server CPU use "
+        "| generator CPU use | multi-frame reads | other CPU use | tries |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['round']} | {r['server']} | error: {r['error'][:120]} | | | | | | {r['tries']} |")
+            continue
+        lines.append(
+            f"| {r['round']} | {r['server']} | {fmt(r['latency_p50_ms'])} / {fmt(r['latency_p90_ms'])} / "
+            f"{fmt(r['latency_p99_ms'])} / {fmt(r['latency_max_ms'])} | {fmt(r['last_p50_ms'])} / "
+            f"{fmt(r['last_p99_ms'])} | {pct(r['server_cpu_util'])} | {pct(r['gen_cpu_util'])} "
+            f"| {r['multi_frame_reads']:,} | {pct(r['noise'])} | {r['tries']} |"
+        )
+    lines += ["", "See benchmarks/README.md, W1 paced.", ""]
+    return "\n".join(lines)
+
+
 def markdown_w4(report: dict[str, Any]) -> str:
     cfg, env, summary = report["config"], report["environment"], report["summary"]
     cpus = parse_cpus(str(cfg["server_cpu"]))
@@ -1131,6 +1255,8 @@ def main() -> None:
         default="1,50",
         help="w2: comma-separated connections, each with one call in flight, one phase each",
     )
+    parser.add_argument("--rate", type=float, default=10.0, help="w1p: publishes per second")
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="w1p: length of the measured window")
     parser.add_argument("--warmup-s", type=float, default=0.5, help="w2: seconds of calls before each window")
     parser.add_argument(
         "--channels",
@@ -1226,6 +1352,8 @@ def main() -> None:
             "concurrency": args.concurrency,
             "warmup_s": args.warmup_s,
             "channels": args.channels,
+            "rate": args.rate,
+            "paced_seconds": args.paced_seconds,
         },
         "environment": environment(),
         "runs": [],
@@ -1291,11 +1419,19 @@ def run_rounds(
                 line = (
                     ", ".join(
                         f"{level} conn.: {phase['requests_per_s']:>8,.0f} requests/s, server "
-                        f"{phase.get('server_us_per_request', 0):.1f} µs/request ({100 * phase['server_cpu_util']:.0f} %), "
+                        f"{phase.get('server_us_per_request', 0):.1f} µs/request "
+                        f"({100 * phase['server_cpu_util']:.0f} %), "
                         f"generator {100 * phase['gen_cpu_util']:.0f} %"
                         for level, phase in result["phases"].items()
                     )
                     + f", other {100 * result['noise']:.0f} %"
+                )
+            elif "latency_ms" in result:  # W1 paced
+                line = (
+                    f"latency p50 {result['latency_p50_ms']:.2f} ms, p99 {result['latency_p99_ms']:.2f} ms, "
+                    f"last delivery p50 {result['last_p50_ms']:.2f} ms, p99 {result['last_p99_ms']:.2f} ms, "
+                    f"server {100 * result['server_cpu_util']:.0f} %, other {100 * result['noise']:.0f} %, "
+                    f"lost {result['lost']}"
                 )
             elif "rss_after_kb" in result:  # W3
                 line = (
