@@ -1,7 +1,9 @@
-"""Profile one server with py-spy while the load generator drives W1 (fan-out) at it.
+"""Profile one server with py-spy while the load generator drives W1 (fan-out) or W2
+(echo RPC, ``--workload w2``: 50 connections, one call in flight each) at it.
 
     pip install py-spy
     python benchmarks/profile_server.py --server snorky --n 1000 --seconds 15
+    python benchmarks/profile_server.py --server snorky --workload w2 --seconds 10
 
 Starts the server (pinned to CPU 0) and the load generator (pinned to CPU 1,
 with more messages than it can deliver in the time), waits ``--delay`` seconds
@@ -90,6 +92,7 @@ def summarize(raw: str, top: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default="snorky", choices=sorted(SERVERS))
+    parser.add_argument("--workload", choices=("w1", "w2"), default="w1")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=100_000, help="more than can be sent in the time")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long py-spy records")
@@ -104,7 +107,8 @@ def main() -> None:
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")))
     parser.add_argument("--python", default=sys.executable)
     args = parser.parse_args()
-    out = Path(args.out or HERE / "results" / f"profile-{args.server}")
+    default = f"profile-{args.server}" + ("-w2" if args.workload == "w2" else "")
+    out = Path(args.out or HERE / "results" / default)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.sched_setaffinity(0, {1})
 
@@ -117,8 +121,23 @@ def main() -> None:
     loadgen = None
     try:
         wait_port(port, server)
-        loadgen = subprocess.Popen(
-            [
+        if args.workload == "w2":
+            generator = [
+                args.python,
+                str(HERE / "loadgen_rpc.py"),
+                "--port",
+                str(port),
+                "--concurrency",
+                "50",
+                "--seconds",
+                str(args.seconds + 30),
+                "--cpu",
+                "1",
+                "--server-pid",
+                str(server.pid),
+            ]
+        else:
+            generator = [
                 args.python,
                 str(HERE / "loadgen.py"),
                 "--port",
@@ -137,10 +156,8 @@ def main() -> None:
                 "100",
                 "--server-pid",
                 str(server.pid),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
+            ]
+        loadgen = subprocess.Popen(generator, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         time.sleep(args.delay if args.delay is not None else 2 + args.n / 1000)
         command = [
             args.py_spy,
@@ -167,8 +184,13 @@ def main() -> None:
         stop(server)
     raw = out.with_suffix(".txt").read_text()
     text = (
-        f"# py-spy: {args.server} server, W1 fan-out, N = {args.n}\n\n"
-        f"`{' '.join(command[:1] + command[1:])}`\n\n" + summarize(raw, args.top)
+        (
+            f"# py-spy: {args.server} server, W2 echo RPC, 50 connections\n\n"
+            if args.workload == "w2"
+            else f"# py-spy: {args.server} server, W1 fan-out, N = {args.n}\n\n"
+        )
+        + f"`{' '.join(command[:1] + command[1:])}`\n\n"
+        + summarize(raw, args.top)
     )
     out.with_suffix(".md").write_text(text)
     print(text)

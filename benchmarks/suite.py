@@ -23,10 +23,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs" / "topics" / "benchmark-results.inc"
 
+# Channels delivers under 2,000 messages/s at N = 1000: at N = 4000 a run's warm-up alone
+# outlasts the generator's timeout, so it is measured at N = 1000 only.
+WITHOUT_CHANNELS = "floor,snorky,tornado,socketio,snorky01"
 PARTS: dict[str, list[str]] = {
     "w1-n1000": ["--workload", "w1", "--n", "1000"],
-    "w1-n4000": ["--workload", "w1", "--n", "4000"],
-    "w1p-n4000": ["--workload", "w1p", "--n", "4000"],
+    "w1-n4000": ["--workload", "w1", "--n", "4000", "--servers", WITHOUT_CHANNELS],
+    "w1p-n4000": ["--workload", "w1p", "--n", "4000", "--servers", WITHOUT_CHANNELS],
     "w2": ["--workload", "w2"],
     "w3": ["--workload", "w3"],
     "w4": ["--workload", "w4", "--n", "1000"],
@@ -181,7 +184,12 @@ def main() -> None:
             command = [sys.executable, str(HERE / "run.py"), *PARTS[part], "--rounds", str(args.rounds)]
             command += ["--out", str(results / part)]
             if args.servers:
-                command += ["--servers", args.servers]
+                servers = args.servers.split(",")
+                if "--servers" in command:  # the part's own list, narrowed
+                    at = command.index("--servers") + 1
+                    servers = [s for s in servers if s in command[at].split(",")]
+                    del command[at - 1 : at + 1]
+                command += ["--servers", ",".join(servers)]
             print(f"== {part}: {' '.join(command[1:])}", flush=True)
             started = time.monotonic()
             if subprocess.run(command).returncode:
