@@ -13,6 +13,24 @@ import socket
 import struct
 
 
+def frame(text: str | bytes, opcode: int = 0x1, final: bool = True, masked: bool = True) -> bytes:
+    """One client frame; ``final=False`` for all but the last of a fragmented message."""
+    payload = text.encode() if isinstance(text, str) else text
+    length = len(payload)
+    first = (0x80 if final else 0) | opcode
+    flag = 0x80 if masked else 0
+    if length < 126:
+        header = struct.pack("!BB", first, flag | length)
+    elif length < 0x10000:
+        header = struct.pack("!BBH", first, flag | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, flag | 127, length)
+    if not masked:
+        return header + payload
+    mask = os.urandom(4)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 class RawWebSocket:
     """One client connection; ``await RawWebSocket.connect(port, path)``."""
 
@@ -23,8 +41,9 @@ class RawWebSocket:
 
     @classmethod
     async def connect(
-        cls, port: int, path: str = "/ws", rcvbuf: int | None = None, origin: str | None = None
+        cls, port: int, path: str = "/ws", rcvbuf: int | None = None, origin: str | None = None, then: bytes = b""
     ) -> RawWebSocket:
+        """Open a connection; ``then`` is sent in the same write as the handshake request."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -38,7 +57,7 @@ class RawWebSocket:
             + (f"Origin: {origin}\r\n" if origin else "")
             + "\r\n"
         )
-        await loop.sock_sendall(sock, request.encode())
+        await loop.sock_sendall(sock, request.encode() + then)
         ws = cls(sock)
         head = await ws._read_until(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
@@ -86,17 +105,11 @@ class RawWebSocket:
 
     async def send_text(self, text: str | bytes, opcode: int = 0x1) -> None:
         """Send one masked frame."""
-        payload = text.encode() if isinstance(text, str) else text
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-        elif length < 0x10000:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        await self.loop.sock_sendall(self.sock, header + mask + masked)
+        await self.send_raw(frame(text, opcode))
+
+    async def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (frames built with :func:`frame`)."""
+        await self.loop.sock_sendall(self.sock, data)
 
     def close(self) -> None:
         self.sock.close()

@@ -1,16 +1,22 @@
 """WebSocket transport: ``SnorkyWebSocketHandler.get_route(registry, "/ws", **options)``.
 
-Outgoing messages skip Tornado's ``write_message`` (which creates an asyncio Task
-per call): each message's frame is built once by :class:`~snorky.protocol.Outbound`
-and written straight to the socket when Tornado has nothing queued for it, or
-appended to Tornado's own write buffer otherwise, so frames never interleave.
+Tornado does the HTTP handshake. A plain TCP connection without compression is then
+served on an asyncio transport by :mod:`snorky.request_handlers.ws_direct` (faster, and
+lighter per connection than Tornado's frame loop); a TLS or compressed one stays with
+Tornado. Either way, each outgoing message's frame is built once by
+:class:`~snorky.protocol.Outbound` for all its recipients. On Tornado's path it is written
+straight to the socket when Tornado has nothing queued for it, or appended to Tornado's
+write buffer otherwise (skipping ``write_message``, which creates a Task per call), so
+frames never interleave.
 """
 
 from __future__ import annotations
 
 import logging
+from asyncio import Future
 from typing import Any, cast
 
+from tornado.escape import json_encode
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
@@ -19,6 +25,7 @@ from snorky.client import Client
 from snorky.errors import CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
 from snorky.protocol import Outbound
 from snorky.request_handlers.options import TransportOptions, origin_allowed
+from snorky.request_handlers.ws_direct import DirectConnection, can_take_over, server_frame, take_over
 from snorky.service_registry import ServiceRegistry
 
 __all__ = ["SnorkyWebSocketHandler", "WebSocketClient"]
@@ -34,6 +41,7 @@ class WebSocketClient(Client):
         self.req_handler = req_handler
         self._stream: Any = None
         self._socket: Any = None
+        self._direct: DirectConnection | None = None
         self._unsent = 0
         self._cap = req_handler.transport_options.max_unsent_bytes
         self.closed = False
@@ -45,7 +53,10 @@ class WebSocketClient(Client):
         return self.req_handler.request.remote_ip
 
     def attach(self) -> None:
-        """Bind to the stream once the handshake is done (called by the handler)."""
+        """Bind to the connection once the handshake is done (called by the handler)."""
+        self._direct = self.req_handler.direct_connection
+        if self._direct is not None:
+            return
         connection = self.req_handler.ws_connection
         stream = getattr(connection, "stream", None)
         self._stream = stream
@@ -63,6 +74,12 @@ class WebSocketClient(Client):
     def write_frame(self, frame: bytes) -> None:
         """Write one complete WebSocket frame, closing the peer if it reads too slowly."""
         if self.closed:
+            return
+        direct = self._direct
+        if direct is not None:
+            direct.write(frame)
+            if direct.unsent() > self._cap:
+                self._too_slow()
             return
         stream = self._stream
         sock = self._socket
@@ -98,14 +115,21 @@ class WebSocketClient(Client):
 
     def _lost(self) -> None:
         self.closed = True
-        self.req_handler.close()
+        if self._direct is not None:
+            self._direct.abort()
+        else:
+            self.req_handler.close()
 
     def close(self, code: int = CLOSE_GOING_AWAY, reason: str | None = None) -> None:
         """Close the connection with a WebSocket close code."""
         if self.closed:
             return
         self.closed = True
-        self.req_handler.close(code, reason if reason is not None else CLOSE_CODES.get(code))
+        reason = reason if reason is not None else CLOSE_CODES.get(code)
+        if self._direct is not None:
+            self._direct.close(code, reason)
+        else:
+            self.req_handler.close(code, reason)
 
 
 class _Protocol13(WebSocketProtocol13):
@@ -125,9 +149,15 @@ class SnorkyWebSocketHandler(WebSocketHandler):
     ``max_unsent_bytes``.
     """
 
+    direct_io = True
+    """Serve plain TCP connections without compression on an asyncio transport after the
+    handshake (see :mod:`snorky.request_handlers.ws_direct`); False keeps Tornado's frame loop."""
+
     service_registry: ServiceRegistry
     transport_options: TransportOptions
     client: WebSocketClient
+    direct_connection: DirectConnection | None = None
+    _direct = False
 
     def initialize(
         self, service_registry: ServiceRegistry, transport_options: TransportOptions | None = None, **kwargs: Any
@@ -157,6 +187,8 @@ class SnorkyWebSocketHandler(WebSocketHandler):
     # Tornado reads these three as its per-connection limits.
     @property
     def ping_interval(self) -> float | None:
+        if self._direct:
+            return None  # DirectConnection pings
         return self.transport_options.ping_interval or None
 
     @property
@@ -177,7 +209,57 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         logger.warning("! refused WebSocket from origin %s (%s)", origin, self.request.remote_ip)
         return False
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if self._direct:
+            return self._serve_directly()
+        self._opened()
+        return None
+
+    async def _serve_directly(self) -> None:
+        """Move the connection to a :class:`DirectConnection` and serve it until it closes.
+        Tornado awaits this before its own frame loop, which then finds the peer gone."""
+        options = self.transport_options
+        connection = DirectConnection(
+            self.on_message,
+            self._closed_directly,
+            options.max_message_size,
+            options.ping_interval,
+            min(options.ping_timeout, options.ping_interval or options.ping_timeout),
+            describe=str(self.request.remote_ip),
+        )
+        self.direct_connection = connection
+        protocol = self.ws_connection
+        await take_over(protocol.stream, connection)  # type: ignore[union-attr]
+        self._opened()
+        connection.start()
+        await connection.closed
+        if self.ws_connection is not None:
+            self.ws_connection.client_terminated = True  # type: ignore[attr-defined]
+            self.ws_connection.close_code = connection.peer_code  # type: ignore[attr-defined]
+            self.ws_connection.close_reason = connection.peer_reason  # type: ignore[attr-defined]
+
+    def _closed_directly(self, code: int | None, reason: str | None) -> None:
+        self.client.closed = True
+
+    def write_message(self, message: str | bytes | dict[str, Any], binary: bool = False) -> Any:
+        """Send one message (Tornado's API; Snorky itself sends through its client)."""
+        if self.direct_connection is None:
+            return super().write_message(message, binary)
+        if isinstance(message, dict):
+            message = json_encode(message)
+        payload = message.encode("utf-8") if isinstance(message, str) else message
+        self.direct_connection.write(server_frame(0x2 if binary else 0x1, payload))
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.direct_connection is not None:
+            self.direct_connection.close(code, reason)
+            return
+        super().close(code, reason)
+
+    def _opened(self) -> None:
         self.client.attach()
         token = self.get_query_argument("token", None)
         if token is not None:
@@ -192,6 +274,12 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         self.service_registry.process_message_raw(self.client, message)
 
     def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
+        connection = self.request.connection
+        self._direct = bool(
+            self.direct_io
+            and self.get_compression_options() is None
+            and can_take_over(getattr(connection, "stream", None))
+        )
         protocol = super().get_websocket_protocol()
         if type(protocol) is WebSocketProtocol13:
             protocol.__class__ = _Protocol13
