@@ -215,12 +215,20 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         self._opened()
         return None
 
-    async def _serve_directly(self) -> None:
-        """Move the connection to a :class:`DirectConnection` and serve it until it closes.
-        Tornado awaits this before its own frame loop, which then finds the peer gone."""
+    def _serve_directly(self) -> Any:
+        """Move the connection to a :class:`DirectConnection`.
+
+        Tornado then finds the peer gone and ends its side: its stream, its frame loop and
+        the coroutines of the handshake are released (see :meth:`on_connection_close`),
+        while the connection goes on. Returns an awaitable only in the rare case where
+        the handshake's response is still being written; Tornado waits for it first.
+        """
+        stream = self.ws_connection.stream  # type: ignore[union-attr]
+        if stream.writing():
+            return self._serve_when_written(stream)
         options = self.transport_options
         connection = DirectConnection(
-            self.on_message,
+            self._direct_message_handler(),
             self._closed_directly,
             options.max_message_size,
             options.ping_interval,
@@ -228,18 +236,39 @@ class SnorkyWebSocketHandler(WebSocketHandler):
             describe=str(self.request.remote_ip),
         )
         self.direct_connection = connection
-        protocol = self.ws_connection
-        await take_over(protocol.stream, connection)  # type: ignore[union-attr]
+        take_over(stream, connection)
+        # The HTTP/1 server connection (and through it Tornado's emptied stream) is not
+        # needed any more; the request keeps its headers, cookies and address.
+        self.request.server_connection = None
         self._opened()
         connection.start()
-        await connection.closed
-        if self.ws_connection is not None:
-            self.ws_connection.client_terminated = True  # type: ignore[attr-defined]
-            self.ws_connection.close_code = connection.peer_code  # type: ignore[attr-defined]
-            self.ws_connection.close_reason = connection.peer_reason  # type: ignore[attr-defined]
+        self.ws_connection.client_terminated = True  # type: ignore[union-attr]  # Tornado's frame loop stops at once
+        return None
+
+    async def _serve_when_written(self, stream: IOStream) -> None:
+        await stream.write(b"")  # resolves once everything queued before it is written
+        self._serve_directly()
+
+    def _direct_message_handler(self) -> Any:
+        if type(self).on_message is SnorkyWebSocketHandler.on_message:
+            registry, client = self.service_registry, self.client
+            return lambda message: registry.process_message_raw(client, message)
+        return self.on_message  # a subclass's own on_message
+
+    def on_connection_close(self) -> None:
+        direct = self.direct_connection
+        if direct is not None and not direct.finished:
+            # Tornado's side ends (its stream gave the socket away); the connection goes on.
+            if self.ws_connection is not None:
+                self.ws_connection.on_connection_close()
+                self.ws_connection = None
+            return
+        super().on_connection_close()
 
     def _closed_directly(self, code: int | None, reason: str | None) -> None:
         self.client.closed = True
+        self.close_code, self.close_reason = code, reason
+        self.on_connection_close()
 
     def write_message(self, message: str | bytes | dict[str, Any], binary: bool = False) -> Any:
         """Send one message (Tornado's API; Snorky itself sends through its client)."""

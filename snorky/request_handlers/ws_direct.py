@@ -90,11 +90,11 @@ class DirectConnection:
         self.describe = describe
         self.sock: socket.socket | None = None
         self.io_loop: IOLoop | None = None
-        self._pending: deque[bytes] = deque()  # frames (or their ends) the kernel did not take yet
+        self._pending: deque[bytes] | None = None  # frames (or their ends) the kernel did not take yet
         self._pending_size = 0
         self._close_when_sent = False
-        self.closed = asyncio.get_running_loop().create_future()
-        """Resolved once the connection is gone."""
+        self.finished = False
+        """True once the connection is gone."""
         self.close_sent = False
         self.peer_code: int | None = None
         self.peer_reason: str | None = None
@@ -119,7 +119,7 @@ class DirectConnection:
     def attach(self, sock: socket.socket, io_loop: IOLoop) -> None:
         """Start serving ``sock`` (non-blocking) on ``io_loop``."""
         self.sock, self.io_loop = sock, io_loop
-        io_loop.add_handler(sock.fileno(), self._events, _READ)
+        io_loop.add_handler(sock, self._events, _READ)
         if self.ping_interval:
             self._timer = asyncio.get_running_loop().call_later(self.ping_interval, self._tick)
 
@@ -146,7 +146,7 @@ class DirectConnection:
         sock = self.sock
         if sock is None or self._close_when_sent:
             return
-        if not self._pending:
+        if self._pending is None:
             try:
                 sent = sock.send(frame)
             except (BlockingIOError, InterruptedError):
@@ -157,7 +157,8 @@ class DirectConnection:
             if sent == len(frame):
                 return
             frame = frame[sent:]
-            self.io_loop.update_handler(sock.fileno(), _READ | _WRITE)  # type: ignore[union-attr]
+            self.io_loop.update_handler(sock, _READ | _WRITE)  # type: ignore[union-attr]
+            self._pending = deque()  # made only when needed: an empty deque is over 600 bytes
         self._pending.append(frame)
         self._pending_size += len(frame)
 
@@ -179,10 +180,11 @@ class DirectConnection:
             pending.popleft()
         if sock is None:
             return
+        self._pending = None
         if self._close_when_sent:
             self._lost()
         else:
-            self.io_loop.update_handler(sock.fileno(), _READ)  # type: ignore[union-attr]
+            self.io_loop.update_handler(sock, _READ)  # type: ignore[union-attr]
 
     def unsent(self) -> int:
         """Bytes written but not yet taken by the kernel."""
@@ -190,7 +192,7 @@ class DirectConnection:
 
     def _finish(self) -> None:
         """Close the socket once everything queued is sent."""
-        if self._pending:
+        if self._pending is not None:
             self._close_when_sent = True
         else:
             self._lost()
@@ -201,15 +203,14 @@ class DirectConnection:
         if sock is None:
             return
         self.sock = None
-        self.io_loop.remove_handler(sock.fileno())  # type: ignore[union-attr]
+        self.io_loop.remove_handler(sock)  # type: ignore[union-attr]
         sock.close()
-        self._pending.clear()
+        self._pending = None
         self._pending_size = 0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self.finished = True
         self.on_closed(self.peer_code, self.peer_reason)
 
     def data_received(self, data: bytes) -> None:
@@ -361,24 +362,27 @@ def can_take_over(stream: Any) -> bool:
     return type(stream) is IOStream and stream.socket is not None and not stream.closed()
 
 
-async def take_over(stream: IOStream, connection: DirectConnection, nodelay: bool = False) -> None:
-    """Move ``stream``'s socket to ``connection``.
+def take_over(stream: IOStream, connection: DirectConnection, nodelay: bool = False) -> None:
+    """Move ``stream``'s connection to ``connection``; ``stream`` must have nothing left to
+    write (see :func:`can_take_over`).
 
-    Waits for Tornado to flush what it wrote (the handshake's response), then unregisters
-    the stream from the IOLoop and hands its socket over; the stream stays behind,
-    detached from any callback, and closing it later closes nothing that is still in
-    use. Bytes Tornado had already read past the handshake are fed to ``connection``
-    first. Nagle's algorithm stays as Tornado left it (on) unless ``nodelay``.
+    The stream is unregistered from the IOLoop, ``connection`` gets a duplicate of its
+    socket, and the stream's own socket is closed, so that Tornado can close the stream
+    later without ending the connection. Bytes Tornado had already read past the
+    handshake are fed to ``connection`` first. Nagle's algorithm stays as Tornado left
+    it (on) unless ``nodelay``.
     """
-    if stream.writing():
-        await stream.write(b"")  # resolves once everything queued before it is written
+    assert not stream.writing()
     # Tornado keeps what it read beyond the handshake (a client may send its first frame
     # in the same segment) in its private read buffer.
     leftover = bytes(stream._read_buffer[: stream._read_buffer_size])  # type: ignore[attr-defined]
-    sock = stream.socket
+    original = stream.socket
     if stream._state is not None:  # type: ignore[attr-defined]
-        stream.io_loop.remove_handler(sock)
+        stream.io_loop.remove_handler(original)
         stream._state = None  # type: ignore[attr-defined]
+    sock = original.dup()
+    sock.setblocking(False)
+    original.close()  # the connection lives on in the duplicate
     if nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     connection.attach(sock, stream.io_loop)
