@@ -17,6 +17,7 @@ from asyncio import Future
 from typing import Any, cast
 
 from tornado.escape import json_encode
+from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
@@ -31,6 +32,9 @@ from snorky.service_registry import ServiceRegistry
 __all__ = ["SnorkyWebSocketHandler", "WebSocketClient"]
 
 logger = logging.getLogger(__name__)
+
+_SENT_HEADERS = HTTPHeaders()
+"""Stands for a handshake's response headers once sent (Tornado forbids setting more then)."""
 
 
 class WebSocketClient(Client):
@@ -66,6 +70,10 @@ class WebSocketClient(Client):
     def send(self, msg: Any) -> None:
         """Send one JSON value."""
         self.write_frame(Outbound(msg).ws_frame)
+
+    def received(self, message: str | bytes) -> None:
+        """Handle one incoming message (the direct path calls this for every message)."""
+        self.req_handler.service_registry.process_message_raw(self, message)
 
     def deliver(self, out: Outbound) -> None:
         """Send a message encoded and framed once for all its recipients."""
@@ -237,9 +245,11 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         )
         self.direct_connection = connection
         take_over(stream, connection)
-        # The HTTP/1 server connection (and through it Tornado's emptied stream) is not
-        # needed any more; the request keeps its headers, cookies and address.
+        # Not needed any more: the HTTP/1 server connection (and through it Tornado's
+        # emptied stream), and the response headers of the handshake, already sent. The
+        # request keeps its headers, cookies and address.
         self.request.server_connection = None
+        self._headers = _SENT_HEADERS
         self._opened()
         connection.start()
         self.ws_connection.client_terminated = True  # type: ignore[union-attr]  # Tornado's frame loop stops at once
@@ -251,8 +261,7 @@ class SnorkyWebSocketHandler(WebSocketHandler):
 
     def _direct_message_handler(self) -> Any:
         if type(self).on_message is SnorkyWebSocketHandler.on_message:
-            registry, client = self.service_registry, self.client
-            return lambda message: registry.process_message_raw(client, message)
+            return self.client.received  # not through the handler: one call less per message
         return self.on_message  # a subclass's own on_message
 
     def on_connection_close(self) -> None:

@@ -15,6 +15,7 @@ still closes it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import struct
@@ -58,6 +59,8 @@ def unmask(mask: bytes, data: bytes) -> bytes:
 
 
 _READ, _WRITE, _ERROR = IOLoop.READ, IOLoop.WRITE, IOLoop.ERROR
+# Ping timers run in one shared, empty context instead of a copy of the current one per timer.
+_TIMER_CONTEXT = contextvars.Context()
 _RECV_SIZE = 64 * 1024
 
 
@@ -72,6 +75,32 @@ class DirectConnection:
         ping_interval, ping_timeout: seconds between pings, and to wait for a pong (0: no pings).
         describe: the peer's address, for log lines.
     """
+
+    # Many thousands of these live at once: slots keep each one small.
+    __slots__ = (
+        "on_message",
+        "on_closed",
+        "max_message_size",
+        "ping_interval",
+        "ping_timeout",
+        "describe",
+        "sock",
+        "io_loop",
+        "finished",
+        "close_sent",
+        "peer_code",
+        "peer_reason",
+        "_pending",
+        "_pending_size",
+        "_close_when_sent",
+        "_buffer",
+        "_fragments",
+        "_fragments_size",
+        "_fragments_opcode",
+        "_timer",
+        "_pong_due",
+        "_held",
+    )
 
     def __init__(
         self,
@@ -93,13 +122,12 @@ class DirectConnection:
         self._pending: deque[bytes] | None = None  # frames (or their ends) the kernel did not take yet
         self._pending_size = 0
         self._close_when_sent = False
-        self.finished = False
-        """True once the connection is gone."""
+        self.finished = False  # True once the connection is gone
         self.close_sent = False
         self.peer_code: int | None = None
         self.peer_reason: str | None = None
         self._buffer = b""
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] = []  # of the message being reassembled
         self._fragments_size = 0
         self._fragments_opcode = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -121,7 +149,7 @@ class DirectConnection:
         self.sock, self.io_loop = sock, io_loop
         io_loop.add_handler(sock, self._events, _READ)
         if self.ping_interval:
-            self._timer = asyncio.get_running_loop().call_later(self.ping_interval, self._tick)
+            self._timer = asyncio.get_running_loop().call_later(self.ping_interval, self._tick, context=_TIMER_CONTEXT)
 
     def _events(self, fd: int, events: int) -> None:
         if events & _WRITE:
@@ -336,7 +364,7 @@ class DirectConnection:
             self._pong_due = now + self.ping_timeout
         # Check again at the pong deadline or at the next ping, whichever comes first.
         delay = min(self.ping_interval, self.ping_timeout) if self._pong_due else self.ping_interval
-        self._timer = loop.call_later(delay, self._tick)
+        self._timer = loop.call_later(delay, self._tick, context=_TIMER_CONTEXT)
 
     # Sending and closing -----------------------------------------------------------------
 
