@@ -58,8 +58,11 @@ class WebSocketClient(Client):
 
     def attach(self) -> None:
         """Bind to the connection once the handshake is done (called by the handler)."""
-        self._direct = self.req_handler.direct_connection
-        if self._direct is not None:
+        self._direct = direct = self.req_handler.direct_connection
+        if direct is not None:
+            # Frames go straight to the connection, which drops them once it is closing
+            # and calls _too_slow when too much waits for the kernel.
+            self.write_frame = direct.write  # type: ignore[method-assign]
             return
         connection = self.req_handler.ws_connection
         stream = getattr(connection, "stream", None)
@@ -82,12 +85,6 @@ class WebSocketClient(Client):
     def write_frame(self, frame: bytes) -> None:
         """Write one complete WebSocket frame, closing the peer if it reads too slowly."""
         if self.closed:
-            return
-        direct = self._direct
-        if direct is not None:
-            direct.write(frame)
-            if direct.unsent() > self._cap:
-                self._too_slow()
             return
         stream = self._stream
         sock = self._socket
@@ -242,6 +239,8 @@ class SnorkyWebSocketHandler(WebSocketHandler):
             options.ping_interval,
             min(options.ping_timeout, options.ping_interval or options.ping_timeout),
             describe=str(self.request.remote_ip),
+            max_unsent=options.max_unsent_bytes,
+            on_too_slow=self.client._too_slow,
         )
         self.direct_connection = connection
         take_over(stream, connection)

@@ -74,6 +74,8 @@ class DirectConnection:
         max_message_size: largest message accepted; a bigger one closes with 1009.
         ping_interval, ping_timeout: seconds between pings, and to wait for a pong (0: no pings).
         describe: the peer's address, for log lines.
+        max_unsent, on_too_slow: ``on_too_slow()`` is called when more than ``max_unsent``
+            bytes wait for the kernel to take them (0: no limit).
     """
 
     # Many thousands of these live at once: slots keep each one small.
@@ -100,6 +102,8 @@ class DirectConnection:
         "_timer",
         "_pong_due",
         "_held",
+        "max_unsent",
+        "on_too_slow",
     )
 
     def __init__(
@@ -110,6 +114,8 @@ class DirectConnection:
         ping_interval: float = 0.0,
         ping_timeout: float = 0.0,
         describe: str = "peer",
+        max_unsent: int = 0,
+        on_too_slow: Callable[[], Any] | None = None,
     ) -> None:
         self.on_message = on_message
         self.on_closed = on_closed
@@ -117,6 +123,8 @@ class DirectConnection:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.describe = describe
+        self.max_unsent = max_unsent
+        self.on_too_slow = on_too_slow
         self.sock: socket.socket | None = None
         self.io_loop: IOLoop | None = None
         self._pending: deque[bytes] | None = None  # frames (or their ends) the kernel did not take yet
@@ -170,9 +178,10 @@ class DirectConnection:
             self._lost()
 
     def write(self, frame: bytes) -> None:
-        """Send ``frame`` now, or queue what the kernel does not take (frames never interleave)."""
+        """Send ``frame`` now, or queue what the kernel does not take (frames never interleave).
+        Nothing is sent after the close frame."""
         sock = self.sock
-        if sock is None or self._close_when_sent:
+        if sock is None or self.close_sent:
             return
         if self._pending is None:
             try:
@@ -189,6 +198,8 @@ class DirectConnection:
             self._pending = deque()  # made only when needed: an empty deque is over 600 bytes
         self._pending.append(frame)
         self._pending_size += len(frame)
+        if self.max_unsent and self._pending_size > self.max_unsent and self.on_too_slow is not None:
+            self.on_too_slow()
 
     def _flush(self) -> None:
         sock, pending = self.sock, self._pending
@@ -336,8 +347,9 @@ class DirectConnection:
             self.peer_code = struct.unpack("!H", payload[:2])[0]
             self.peer_reason = payload[2:].decode("utf-8", "replace") or None
         if not self.close_sent:
-            self.close_sent = True
+            self.on_too_slow = None  # closing anyway: a full queue no longer matters
             self.write(server_frame(_OP_CLOSE, payload[:2]))
+            self.close_sent = True
         self._finish()
 
     def _fail(self, code: int, why: str) -> None:
@@ -373,11 +385,12 @@ class DirectConnection:
         :data:`CLOSE_TIMEOUT` seconds."""
         if self.close_sent or self.sock is None:
             return
-        self.close_sent = True
         payload = b""
         if code is not None:
             payload = struct.pack("!H", code) + (reason or "").encode("utf-8")[:123]
+        self.on_too_slow = None  # closing anyway: a full queue no longer matters
         self.write(server_frame(_OP_CLOSE, payload))
+        self.close_sent = True
         asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:
