@@ -20,6 +20,11 @@ class Client:
     pre-encoded bytes also override :meth:`deliver`.
     """
 
+    frame_writer: Any = None
+    """A callable taking one complete WebSocket frame, for clients that have one (a
+    direct WebSocket connection sets it); fan-outs then hand it the shared frame with no
+    call in between."""
+
     def __init__(self) -> None:
         self.identity: Any = None
         """Who the peer proved to be (the token's ``sub``; ``None`` for an anonymous peer)."""

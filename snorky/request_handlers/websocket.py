@@ -62,7 +62,7 @@ class WebSocketClient(Client):
         if direct is not None:
             # Frames go straight to the connection, which drops them once it is closing
             # and calls _too_slow when too much waits for the kernel.
-            self.write_frame = direct.write  # type: ignore[method-assign]
+            self.write_frame = self.frame_writer = direct.write  # type: ignore[method-assign]
             return
         connection = self.req_handler.ws_connection
         stream = getattr(connection, "stream", None)

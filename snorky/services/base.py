@@ -143,8 +143,18 @@ class Service:
         ``out.exclude``, if set, is skipped.
         """
         exclude = out.exclude
+        frame = None
         for client in clients:
             if client is exclude:
+                continue
+            try:
+                write = client.frame_writer
+            except AttributeError:  # a client class of its own, written for 0.1
+                write = None
+            if write is not None:
+                if frame is None:
+                    frame = out.ws_frame
+                write(frame)
                 continue
             try:
                 deliver = client.deliver
