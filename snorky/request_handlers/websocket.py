@@ -24,9 +24,9 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 from snorky.auth import AuthError
 from snorky.client import Client
 from snorky.errors import CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
-from snorky.protocol import Outbound
+from snorky.protocol import Outbound, websocket_frame
 from snorky.request_handlers.options import TransportOptions, origin_allowed
-from snorky.request_handlers.ws_direct import DirectConnection, can_take_over, server_frame, take_over
+from snorky.request_handlers.ws_direct import DirectConnection, can_take_over, take_over
 from snorky.service_registry import ServiceRegistry
 
 __all__ = ["SnorkyWebSocketHandler", "WebSocketClient"]
@@ -285,7 +285,7 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         if isinstance(message, dict):
             message = json_encode(message)
         payload = message.encode("utf-8") if isinstance(message, str) else message
-        self.direct_connection.write(server_frame(0x2 if binary else 0x1, payload))
+        self.direct_connection.write(websocket_frame(payload, 0x2 if binary else 0x1))
         done: Future[None] = Future()
         done.set_result(None)
         return done

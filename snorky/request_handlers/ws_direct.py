@@ -26,6 +26,8 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 
+from snorky.protocol import websocket_frame
+
 __all__ = ["DirectConnection", "take_over"]
 
 logger = logging.getLogger(__name__)
@@ -37,16 +39,6 @@ _OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1
 
 # Close codes (RFC 6455, section 7.4.1) this module sends on its own.
 _PROTOCOL_ERROR, _INVALID_DATA, _TOO_BIG = 1002, 1007, 1009
-
-
-def server_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, unmasked frame, as a server sends them."""
-    size = len(payload)
-    if size < 126:
-        return struct.pack("!BB", 0x80 | opcode, size) + payload
-    if size < 0x10000:
-        return struct.pack("!BBH", 0x80 | opcode, 126, size) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
 
 
 def unmask(mask: bytes, data: bytes) -> bytes:
@@ -225,10 +217,6 @@ class DirectConnection:
         else:
             self.io_loop.update_handler(sock, _READ)  # type: ignore[union-attr]
 
-    def unsent(self) -> int:
-        """Bytes written but not yet taken by the kernel."""
-        return self._pending_size
-
     def _finish(self) -> None:
         """Close the socket once everything queued is sent."""
         if self._pending is not None:
@@ -291,7 +279,7 @@ class DirectConnection:
             if not final or len(payload) > 125:
                 self._fail(_PROTOCOL_ERROR, "bad control frame")
             elif opcode == _OP_PING:
-                self.write(server_frame(_OP_PONG, payload))
+                self.write(websocket_frame(payload, _OP_PONG))
             elif opcode == _OP_PONG:
                 self._pong_due = 0.0
             elif opcode == _OP_CLOSE:
@@ -348,7 +336,7 @@ class DirectConnection:
             self.peer_reason = payload[2:].decode("utf-8", "replace") or None
         if not self.close_sent:
             self.on_too_slow = None  # closing anyway: a full queue no longer matters
-            self.write(server_frame(_OP_CLOSE, payload[:2]))
+            self.write(websocket_frame(payload[:2], _OP_CLOSE))
             self.close_sent = True
         self._finish()
 
@@ -372,7 +360,7 @@ class DirectConnection:
             self._finish()  # a dead peer will not answer: no waiting for its close frame
             return
         if not self._pong_due:
-            self.write(server_frame(_OP_PING, b""))
+            self.write(websocket_frame(b"", _OP_PING))
             self._pong_due = now + self.ping_timeout
         # Check again at the pong deadline or at the next ping, whichever comes first.
         delay = min(self.ping_interval, self.ping_timeout) if self._pong_due else self.ping_interval
@@ -389,7 +377,7 @@ class DirectConnection:
         if code is not None:
             payload = struct.pack("!H", code) + (reason or "").encode("utf-8")[:123]
         self.on_too_slow = None  # closing anyway: a full queue no longer matters
-        self.write(server_frame(_OP_CLOSE, payload))
+        self.write(websocket_frame(payload, _OP_CLOSE))
         self.close_sent = True
         asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 

@@ -107,6 +107,31 @@ class DirectFramingTests(AsyncHTTPTestCase):
         await asyncio.wait_for(self.watcher.disconnected.get(), TIMEOUT)
 
     @gen_test(timeout=TIMEOUT)
+    async def test_protocol_errors_close_with_1002(self):
+        """Each protocol error closes its connection with 1002, logged once; others carry on."""
+        if not self.direct:
+            self.skipTest("Tornado's frame loop drops such connections without a close frame")
+        cases = [
+            ("ping of 126 bytes", frame(b"p" * 126, opcode=0x9), "bad control frame"),
+            ("fragmented ping", frame(b"p", opcode=0x9, final=False), "bad control frame"),
+            ("unknown opcode", frame(b"x", opcode=0x3), "unknown opcode 3"),
+            ("continuation of nothing", frame(b"x", opcode=0x0), "continuation of nothing"),
+            ("new message inside a fragmented one", frame(b"a", final=False) + frame(b"b"), "inside a fragmented"),
+            ("reserved bit set", bytes([0xC1]) + frame(b"x")[1:], "reserved bits"),
+        ]
+        other = await self.open()
+        for name, data, log in cases:
+            with self.subTest(name):
+                ws = await self.open()
+                with expect_log(self, log):
+                    await ws.send_raw(data)
+                    self.assertEqual(await self.close_code(ws), 1002)
+                ws.close()  # instead of answering the close frame: the server drops it at once
+                await asyncio.wait_for(self.watcher.disconnected.get(), TIMEOUT)
+        await other.send_text(rpc_frame("echo", "echo", call_id=9, value="still here"))
+        self.assertEqual((await self.reply(other))["data"], "still here")
+
+    @gen_test(timeout=TIMEOUT)
     async def test_fragments_over_the_limit_close_with_1009(self):
         """Fragments that add up to more than max_message_size close with 1009."""
         ws = await self.open()
@@ -124,6 +149,31 @@ class DirectFramingTests(AsyncHTTPTestCase):
         self.assertEqual(await self.close_code(ws), 1000)
         await asyncio.wait_for(self.watcher.disconnected.get(), TIMEOUT)
         self.assertEqual(self.registry.clients, set())
+
+
+class LegacyHandler(SnorkyWebSocketHandler):
+    """A 0.1-style subclass: its own on_message, answering with Tornado's write_message."""
+
+    def on_message(self, message):
+        if message == "ping":
+            self.write_message({"pong": True})
+            self.write_message(b"\x00\x01", binary=True)
+        else:
+            super().on_message(message)
+
+
+class SubclassTests(DirectFramingTests):
+    handler = LegacyHandler
+
+    @gen_test(timeout=TIMEOUT)
+    async def test_subclass_on_message_and_write_message(self):
+        """A subclass's on_message is called, and write_message sends text, JSON and binary frames."""
+        ws = await self.open()
+        await ws.send_text("ping")
+        self.assertEqual(await asyncio.wait_for(ws.read_frame(), TIMEOUT), (0x1, b'{"pong": true}'))
+        self.assertEqual(await asyncio.wait_for(ws.read_frame(), TIMEOUT), (0x2, b"\x00\x01"))
+        await ws.send_text(rpc_frame("echo", "echo", call_id=4, value="via super"))
+        self.assertEqual((await self.reply(ws))["data"], "via super")
 
 
 class TornadoFramingTests(DirectFramingTests):
