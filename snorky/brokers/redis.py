@@ -43,12 +43,12 @@ from snorky.protocol import Outbound
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as _RedisConnectionError
     from redis.exceptions import NoScriptError, ResponseError
     from redis.exceptions import TimeoutError as _RedisTimeoutError
-    from redis.retry import Retry
 except ImportError as error:  # pragma: no cover - depends on the extra
     raise ImportError("RedisBroker needs redis-py: pip install 'snorky[redis]'") from error
 
