@@ -25,13 +25,20 @@ class Client:
     direct WebSocket connection sets it); fan-outs then hand it the shared frame with no
     call in between."""
 
+    identity: Any = None
+    """Who the peer proved to be (the token's ``sub``; ``None`` for an anonymous peer).
+
+    Class-level defaults keep client classes written for Snorky 0.1 working: their
+    ``__init__`` does not call this one."""
+    info: Any = None
+    """Public data about the peer from its token's ``info`` claim (shown in presence)."""
+    claims: dict[str, Any] | None = None
+    """All the claims of the peer's verified token, or ``None``."""
+
     def __init__(self) -> None:
-        self.identity: Any = None
-        """Who the peer proved to be (the token's ``sub``; ``None`` for an anonymous peer)."""
-        self.info: Any = None
-        """Public data about the peer from its token's ``info`` claim (shown in presence)."""
-        self.claims: dict[str, Any] | None = None
-        """All the claims of the peer's verified token, or ``None``."""
+        self.identity = None
+        self.info = None
+        self.claims = None
 
     @property
     def remote_address(self) -> str | None:

@@ -16,6 +16,8 @@ Programs should test the code; people read the message.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ERROR_CODES",
     "CLOSE_CODES",
@@ -25,6 +27,7 @@ __all__ = [
     "ConfigError",
     "BrokerUnavailable",
     "code_for_message",
+    "error_body",
     "CLOSE_GOING_AWAY",
     "CLOSE_MESSAGE_TOO_BIG",
     "CLOSE_SLOW_CLIENT",
@@ -115,18 +118,39 @@ def code_for_message(message: str) -> str:
     return _CODE_BY_MESSAGE.get(message, "rpc_error")
 
 
+def error_body(code: str, call_id: Any = None, message: str | None = None, detail: str | None = None) -> dict[str, Any]:
+    """Build an error reply body: ``{"type": "error", "callId", "message", "code"}``.
+
+    ``message`` defaults to the code's 0.1 text; ``detail``, when given, says more
+    (which field, which item) in a key of its own, so that ``message`` stays the
+    text Snorky 0.1 sent.
+    """
+    body = {
+        "type": "error",
+        "callId": call_id,
+        "message": ERROR_CODES[code] if message is None else message,
+        "code": code,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    return body
+
+
 class SnorkyError(Exception):
     """Root of Snorky's exceptions.
 
     Attributes:
         message: human-readable text, as Snorky 0.1 sent it.
         code: stable machine-readable code (see :data:`ERROR_CODES`).
+        detail: more about this case (which field, which item), or ``None``; sent
+            to the peer in the error's ``detail`` key.
     """
 
-    def __init__(self, message: str = "Internal error", code: str | None = None) -> None:
+    def __init__(self, message: str = "Internal error", code: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else code_for_message(message)
+        self.detail = detail
 
     def __str__(self) -> str:
         return self.message
@@ -140,8 +164,8 @@ class RPCError(SnorkyError):
     code ``rpc_error`` unless one is given.
     """
 
-    def __init__(self, message: str = "Exception", code: str | None = None) -> None:
-        super().__init__(message, code)
+    def __init__(self, message: str = "Exception", code: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, code, detail)
 
 
 class ProtocolError(SnorkyError):

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from snorky.errors import ERROR_CODES, ProtocolError
+from snorky.errors import ProtocolError, error_body
 from snorky.hashable import make_hashable
 
 __all__ = [
@@ -64,16 +64,6 @@ def parse_envelope(value: Any) -> tuple[str, Any]:
     if not isinstance(service, str):
         raise ProtocolError("Invalid message", "invalid_message")
     return service, message
-
-
-def error_body(code: str, call_id: Any = None, message: str | None = None) -> dict[str, Any]:
-    """Build an RPC error body: ``{"type": "error", "callId", "message", "code"}``."""
-    return {
-        "type": "error",
-        "callId": call_id,
-        "message": ERROR_CODES[code] if message is None else message,
-        "code": code,
-    }
 
 
 def websocket_frame(payload: bytes, opcode: int = 0x1) -> bytes:

@@ -8,13 +8,15 @@ from typing import Any
 
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
-from snorky.errors import ERROR_CODES, ProtocolError
+from snorky.errors import ProtocolError, error_body
 from snorky.protocol import Outbound, decode, parse_envelope
 from snorky.services.base import Service
 
 __all__ = ["ServiceRegistry"]
 
 logger = logging.getLogger(__name__)
+compat_log = logging.getLogger("snorky")
+"""Where the lines Snorky 0.1 logged go, in 0.1's words (apps and tests match them)."""
 
 
 class ServiceRegistry:
@@ -92,7 +94,7 @@ class ServiceRegistry:
         try:
             decoded = decode(msg)
         except ProtocolError as error:
-            logger.warning("! invalid JSON from %r: %.200r", client, msg)
+            compat_log.warning("Invalid JSON from client %r: %.200r", client, msg)
             self.reject(client, error.code, None, None)
             return
         self.process_message_from(client, decoded)
@@ -102,12 +104,12 @@ class ServiceRegistry:
         try:
             name, content = parse_envelope(msg)
         except ProtocolError as error:
-            logger.warning("! malformed message from %r: %.200r", client, msg)
+            compat_log.warning("Malformed message from client %r: %.200r", client, msg)
             self.reject(client, error.code, None, msg)
             return
         service = self.registered_services.get(name)
         if service is None:
-            logger.warning("! message for unknown service %.100r from %r", name, client)
+            compat_log.warning('Message for non existing service "%.100s" from client %r', name, client)
             self.reject(client, "unknown_service", name, content)
             return
         service.process_message_from(client, content)
@@ -118,8 +120,7 @@ class ServiceRegistry:
         ``content`` is the message being refused, if decoded; its ``callId`` is echoed.
         """
         call_id = content.get("callId") if isinstance(content, dict) else None
-        body = {"type": "error", "callId": call_id, "message": ERROR_CODES[code], "code": code}
-        out = Outbound({"service": service, "message": body})
+        out = Outbound({"service": service, "message": error_body(code, call_id)})
         try:
             deliver = client.deliver
         except AttributeError:

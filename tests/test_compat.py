@@ -138,3 +138,69 @@ class CustomServiceTests(unittest.TestCase):
             return handle
 
         asyncio.run(scenario())
+
+
+class ZeroOneBehaviourTests(unittest.TestCase):
+    """The places where round one had drifted from 0.1, each pinned by its own test."""
+
+    def test_client_subclass_without_init_call(self):
+        """A 0.1 client class whose __init__ does not call Client's still has identity and info."""
+        from snorky import ServiceRegistry
+        from snorky.client import Client
+        from snorky.services.pubsub import PubSubService
+
+        class Old(Client):
+            def __init__(self):
+                self.sent = []
+
+            def send(self, msg):
+                self.sent.append(msg)
+
+        client = Old()
+        self.assertEqual((client.identity, client.info, client.claims), (None, None, None))
+        registry = ServiceRegistry([PubSubService("pubsub")])
+        with self.assertLogs("snorky", "WARNING"):
+            registry.process_message_raw(client, "{broken")
+        self.assertEqual(client.sent[0]["message"]["code"], "invalid_json")
+
+    def test_format_call_spacing(self):
+        """format_call shows parameters as 0.1 did: spaced JSON, sorted keys, text unescaped."""
+        from snorky.services.base import format_call
+
+        self.assertEqual(format_call("sum", {"b": 2, "a": 1}), 'sum({"a": 1, "b": 2})')
+        self.assertEqual(format_call("length", {"string": "ñu"}), 'length({"string": "ñu"})')
+
+    def test_unknown_model_class_raised(self):
+        """DealerManager.deliver_delta raises UnknownModelClass when no dealer serves the model."""
+        from snorky.services.datasync.delta import InsertionDelta
+        from snorky.services.datasync.managers.dealer import DealerManager, UnknownModelClass
+
+        with self.assertRaises(UnknownModelClass):
+            DealerManager().deliver_delta(InsertionDelta("Nobody", {"id": 1}))
+
+    def test_log_lines_in_01_words(self):
+        """The lines 0.1 apps match are logged on the "snorky" logger, starting with 0.1's words."""
+        from snorky import ServiceRegistry
+        from snorky.services.base import RPCService, rpc_command
+
+        class Calc(RPCService):
+            @rpc_command
+            def difference(self, req, a, b):
+                return a - b
+
+        registry, client = ServiceRegistry([Calc("calc")]), RecordingClient()
+        sent = [
+            ("{", "Invalid JSON"),
+            ('{"cat": 42}', "Malformed message from client"),
+            ('{"service": "bar", "message": 1}', 'Message for non existing service "bar" from client'),
+            ('{"service": "calc", "message": {"command": ""}}', 'Invalid format in RPC service "calc". Message: '),
+            (
+                '{"service": "calc", "message": {"command": "difference", "params": {"a": 5}}}',
+                'Invalid params in RPC service "calc": difference({"a": 5})',
+            ),
+        ]
+        for raw, start in sent:
+            with self.subTest(raw=raw), self.assertLogs("snorky", "WARNING") as logs:
+                registry.process_message_raw(client, raw)
+            self.assertEqual([r.name for r in logs.records], ["snorky"])
+            self.assertTrue(logs.records[0].getMessage().startswith(start), logs.records[0].getMessage())

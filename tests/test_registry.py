@@ -37,7 +37,7 @@ class RoutingTests(unittest.TestCase):
 
     def test_invalid_json_is_answered(self):
         """A frame that is not JSON gets an invalid_json error, not silence."""
-        with expect_log(self, "invalid JSON"):
+        with expect_log(self, "Invalid JSON"):
             self.registry.process_message_raw(self.client, "{oops")
         self.assertEqual(
             self.client.sent,
@@ -53,13 +53,13 @@ class RoutingTests(unittest.TestCase):
         """JSON that is not an envelope gets invalid_message."""
         for raw in ['"hello"', "[1, 2]", '{"service": "echo"}', '{"message": {}}', '{"service": [1], "message": 1}']:
             client = RecordingClient()
-            with self.subTest(raw=raw), expect_log(self, "malformed message"):
+            with self.subTest(raw=raw), expect_log(self, "Malformed message"):
                 self.registry.process_message_raw(client, raw)
             self.assertEqual(client.sent[0]["message"]["code"], "invalid_message")
 
     def test_unknown_service_is_answered_with_call_id(self):
         """A message for a service that does not exist gets unknown_service and its callId."""
-        with expect_log(self, "unknown service"):
+        with expect_log(self, "non existing service"):
             self.registry.process_message_raw(
                 self.client, '{"service": "nope", "message": {"command": "x", "callId": 3}}'
             )
@@ -76,7 +76,7 @@ class RoutingTests(unittest.TestCase):
     def test_plain_clients_get_errors_as_dicts(self):
         """A 0.1-style client with only send() gets error replies too."""
         client = PlainClient()
-        with expect_log(self, "invalid JSON"):
+        with expect_log(self, "Invalid JSON"):
             self.registry.process_message_raw(client, b"\xff")
         self.assertEqual(client.sent[0]["message"]["code"], "invalid_json")
 
@@ -91,7 +91,7 @@ class RoutingTests(unittest.TestCase):
     def test_unregister(self):
         """An unregistered service no longer receives messages."""
         self.registry.unregister_service(self.echo)
-        with expect_log(self, "unknown service"):
+        with expect_log(self, "non existing service"):
             self.registry.process_message_raw(self.client, '{"service": "echo", "message": 1}')
         self.assertEqual(self.client.sent[0]["message"]["code"], "unknown_service")
 

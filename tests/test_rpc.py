@@ -159,14 +159,14 @@ class ErrorTests(unittest.TestCase):
     def test_invalid_params(self):
         """Missing, extra or wrongly named parameters answer Invalid params."""
         for params in [{}, {"a": 1}, {"a": 1, "b": 2, "c": 3}, {"req": 1, "a": 1, "b": 2}]:
-            with self.subTest(params=params), expect_log(self, "invalid params"):
+            with self.subTest(params=params), expect_log(self, "Invalid params"):
                 self.assertEqual(
                     call_error(self.calc, self.client, "sum", **params), ("Invalid params", "invalid_params")
                 )
 
     def test_params_not_an_object(self):
         """params that are not an object answer Invalid params."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.calc.process_message_from(self.client, {"command": "sum", "params": [1, 2], "callId": 1})
         self.assertEqual(self.client.sent[0]["message"]["code"], "invalid_params")
 
@@ -174,12 +174,12 @@ class ErrorTests(unittest.TestCase):
         """Signatures are checked through functools.wraps decorators too."""
         service = Decorated("d")
         self.assertEqual(call(service, self.client, "echo", value=3), 3)
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(call_error(service, self.client, "echo", other=3)[1], "invalid_params")
 
     def test_type_error_inside_is_internal(self):
         """A TypeError raised inside a command is our bug, not Invalid params."""
-        with expect_log(self, "unhandled exception"):
+        with expect_log(self, "Unhandled exception"):
             self.assertEqual(
                 call_error(self.calc, self.client, "inner_type_error", a=1), ("Internal error", "internal_error")
             )
@@ -201,7 +201,7 @@ class ErrorTests(unittest.TestCase):
 
     def test_internal_error_hides_the_traceback(self):
         """Any other exception is logged with its traceback and answered Internal error only."""
-        with expect_log(self, "unhandled exception"):
+        with expect_log(self, "Unhandled exception"):
             answer = call_raw(self.calc, self.client, "crash")
         self.assertEqual(
             answer, {"type": "error", "callId": answer["callId"], "message": "Internal error", "code": "internal_error"}
@@ -211,7 +211,7 @@ class ErrorTests(unittest.TestCase):
         """A message without a command is answered invalid_message, with its callId."""
         for message in [{"params": {}, "callId": 4}, "text", [1, 2]]:
             client = RecordingClient()
-            with self.subTest(message=message), expect_log(self, "invalid RPC message"):
+            with self.subTest(message=message), expect_log(self, "Invalid format"):
                 self.calc.process_message_from(client, message)
             body = client.sent[0]["message"]
             self.assertEqual((body["type"], body["code"]), ("error", "invalid_message"))
@@ -268,13 +268,13 @@ class CoroutineTests(unittest.IsolatedAsyncioTestCase):
 
     async def test_async_crash(self):
         """Any other exception from a coroutine answers Internal error."""
-        with expect_log(self, "unhandled exception"):
+        with expect_log(self, "Unhandled exception"):
             answer = await self.run_call("slow_crash")
         self.assertEqual(answer["code"], "internal_error")
 
     async def test_async_invalid_params(self):
         """A coroutine called with wrong parameters answers Invalid params at once."""
         service, client = AsyncService("a"), RecordingClient()
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(call_error(service, client, "slow_echo", wrong=1)[1], "invalid_params")
         self.assertEqual(service._tasks, set())

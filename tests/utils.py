@@ -81,6 +81,13 @@ def call_error(service: Any, client: Any, command: str, /, **params: Any) -> tup
     return answer["message"], answer["code"]
 
 
+def call_refused(service: Any, client: Any, command: str, /, **params: Any) -> tuple[str, str, str | None]:
+    """Call ``command`` expecting an error; return its ``(message, code, detail)``."""
+    answer = call_raw(service, client, command, **params)
+    assert answer["type"] == "error", f"{command} should have failed: {answer}"
+    return answer["message"], answer["code"], answer.get("detail")
+
+
 @contextlib.contextmanager
 def expect_log(test: unittest.TestCase, pattern: str, level: str = "WARNING") -> Iterator[None]:
     """Expect a ``snorky`` log line matching ``pattern`` (searched) at ``level`` or above.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import types
 from collections.abc import Callable, Iterable
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from snorky.errors import ERROR_CODES, RPCError, code_for_message
+from snorky.errors import RPCError, code_for_message, error_body
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound
 
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+compat_log = logging.getLogger("snorky")
+"""Where the lines Snorky 0.1 logged go, in 0.1's words (apps and tests match them)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -212,10 +215,14 @@ def _ellipsis(text: str, max_length: int = 100) -> str:
 
 
 def format_call(command: Any, params: Any) -> str:
-    """A short one-line form of a call, for logs."""
+    """A short one-line form of a call, for logs: ``sum({"a": 1, "b": 2})``, at most 100 characters.
+
+    The parameters are shown as Snorky 0.1 showed them: JSON with spaces after
+    separators, keys sorted, text as it is (not escaped to ASCII).
+    """
     try:
-        shown = orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:
+        shown = json.dumps(params, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
         shown = repr(params)
     return _ellipsis(f"{command}({shown})")
 
@@ -243,6 +250,8 @@ class Request:
             """The parameters, a dict of name -> value."""
         except (KeyError, TypeError, AttributeError):
             raise InvalidMessage from None
+        if not self.command or not isinstance(self.command, str):
+            raise InvalidMessage
 
     def reply(self, data: Any) -> None:
         """Answer the call with ``data``.
@@ -259,8 +268,13 @@ class Request:
             body = {"type": "response", "callId": self.call_id, "data": data}
         self.service.send_message_to(self.client, body)
 
-    def error(self, msg: str, code: str | None = None) -> None:
-        """Answer the call with an error: ``msg`` is the text, ``code`` the stable code.
+    def error(self, msg: str, code: str | None = None, detail: str | None = None) -> None:
+        """Answer the call with an error.
+
+        Args:
+            msg: the text (Snorky 0.1's wording for its own errors).
+            code: the stable code (default: the code of a known text, else ``rpc_error``).
+            detail: more about this case, sent in the error's ``detail`` key.
 
         Raises:
             RuntimeError: if the call was answered already.
@@ -268,30 +282,24 @@ class Request:
         if self.resolved:
             raise RuntimeError("This request has already been resolved")
         self.resolved = True
-        self.service.send_message_to(
-            self.client,
-            {
-                "type": "error",
-                "callId": self.call_id,
-                "message": msg,
-                "code": code if code is not None else code_for_message(msg),
-            },
-        )
+        code = code if code is not None else code_for_message(msg)
+        self.service.send_message_to(self.client, error_body(code, self.call_id, msg, detail))
 
     def format_call(self) -> str:
         """A short one-line form of the call, for logs."""
         return format_call(self.command, self.params)
 
 
-def _answer_error(request: Request, text: str, code: str) -> None:
-    """Answer an error; the code is passed only when the text does not imply it.
+def _answer_error(request: Request, text: str, code: str, detail: str | None = None) -> None:
+    """Answer an error with its text, code and detail.
 
-    Request doubles written for Snorky 0.1 tests implement ``error(msg)`` alone.
+    Request objects written for Snorky 0.1 (test doubles, mostly) implement
+    ``error(msg)`` alone: they are given the text, which is what 0.1 gave them.
     """
-    if code == code_for_message(text):
-        request.error(text)
+    if isinstance(request, Request):
+        request.error(text, code, detail)
     else:
-        request.error(text, code)
+        request.error(text)
 
 
 def rpc_command(method: F) -> F:
@@ -343,17 +351,9 @@ class RPCService(Service, metaclass=RPCMeta):
         try:
             request = Request(self, client, msg)
         except InvalidMessage:
-            logger.warning("! invalid RPC message to %r from %r: %.200r", self.name, client, msg)
+            compat_log.warning('Invalid format in RPC service "%s". Message: %.200r', self.name, msg)
             call_id = msg.get("callId") if isinstance(msg, dict) else None
-            self.send_message_to(
-                client,
-                {
-                    "type": "error",
-                    "callId": call_id,
-                    "message": ERROR_CODES["invalid_message"],
-                    "code": "invalid_message",
-                },
-            )
+            self.send_message_to(client, error_body("invalid_message", call_id))
             return
         self.process_request(request)
 
@@ -425,18 +425,18 @@ class RPCService(Service, metaclass=RPCMeta):
             request.reply(result)
 
     def _invalid_params(self, request: Request) -> None:
-        logger.warning("! invalid params to %r: %s", self.name, request.format_call())
+        compat_log.warning('Invalid params in RPC service "%s": %s', self.name, request.format_call())
         _answer_error(request, "Invalid params", "invalid_params")
 
     def _refused(self, request: Request, error: RPCError) -> None:
         text = error.message if isinstance(error.message, str) else "Exception"
-        logger.info("! %s in %r, call: %s", text, self.name, request.format_call())
+        compat_log.info('%s in RPC service "%s", call: %s', text, self.name, request.format_call())
         if not request.resolved:
-            _answer_error(request, text, error.code)
+            _answer_error(request, text, error.code, error.detail)
 
     def _failed(self, request: Request) -> None:
         if request.debug:
             raise
-        logger.exception("! unhandled exception in %r: %s", self.name, request.format_call())
+        compat_log.exception('Unhandled exception in RPC service "%s": %s', self.name, request.format_call())
         if not request.resolved:
             _answer_error(request, "Internal error", "internal_error")

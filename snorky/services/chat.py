@@ -368,14 +368,16 @@ class ChatService(RPCService):
             self._publish(channel, self._presence_body(identity, channel, "left", info), exclude=client)
 
     def _presence_body(self, identity: Any, channel: Any, status: str, info: Any) -> dict[str, Any]:
-        return {
+        body = {
             "type": "presence",
             "from": identity,
             "channel": channel,
             "status": status,
             "timestamp": self.get_time(),
-            "info": info,
         }
+        if info is not None:  # 0.1 clients compare the whole push: no key when there is no info
+            body["info"] = info
+        return body
 
     def _send_presence(self, channel: Any, client: Any, status: str, info: Any) -> None:
         body = self._presence_body(getattr(client, "identity", None), channel, status, info)

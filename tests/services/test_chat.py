@@ -62,14 +62,10 @@ class ChatTestCase(unittest.TestCase):
         self.bob = make_client("bob", {"name": "Bob"})
 
     def presence(self, identity, status, info, channel="lobby"):
-        return {
-            "type": "presence",
-            "from": identity,
-            "channel": channel,
-            "status": status,
-            "timestamp": TS,
-            "info": info,
-        }
+        push = {"type": "presence", "from": identity, "channel": channel, "status": status, "timestamp": TS}
+        if info is not None:
+            push["info"] = info
+        return push
 
     def message(self, identity, body, channel="lobby"):
         return {"type": "message", "from": identity, "channel": channel, "body": body, "timestamp": TS}
@@ -123,7 +119,7 @@ class JoinTests(ChatTestCase):
 
     def test_join_without_channel(self):
         """join without a channel answers Invalid params."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(call_error(self.chat, self.alice, "join")[1], "invalid_params")
 
     def test_object_channels(self):
@@ -239,6 +235,13 @@ class AnonymousTests(ChatTestCase):
         self.assertEqual(one.notifications(), [self.presence(None, "joined", None)])
         call(self.chat, two, "leave", channel="lobby")
         self.assertEqual(one.notifications()[1:], [self.presence(None, "left", None)])
+
+    def test_presence_without_info_has_no_info_key(self):
+        """A member with no info is announced without an info key, as Snorky 0.1 sent it."""
+        one, two = RecordingClient("dana"), RecordingClient("erin")
+        call(self.chat, one, "join", channel="lobby")
+        call(self.chat, two, "join", channel="lobby")
+        self.assertNotIn("info", one.notifications()[0])
 
     def test_anonymous_send(self):
         """An anonymous member's messages come from null."""

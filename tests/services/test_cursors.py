@@ -186,7 +186,7 @@ class CreateTests(CursorsTestCase):
 
     def test_create_without_status(self):
         """createCursor without every parameter answers Invalid params."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(
                 call_error(self.cursors, self.alice, "createCursor", privateHandle=1, document="Sheet1", position=0)[1],
                 "invalid_params",

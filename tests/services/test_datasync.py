@@ -8,7 +8,7 @@ from snorky.brokers.memory import MemoryBroker
 from snorky.services.datasync import DataSyncBackend, DataSyncService
 from snorky.services.datasync.dealers import BadQuery, BroadcastDealer, FilterDealer, SimpleDealer
 from snorky.services.datasync.managers.subscription import SubscriptionManager
-from tests.utils import RecordingClient, call, call_error, expect_log
+from tests.utils import RecordingClient, call, call_error, call_refused, expect_log
 
 
 class FakeTimeoutHandle:
@@ -133,58 +133,60 @@ class AuthorizeTests(DataSyncTestCase):
         """An item naming an unknown dealer answers No such dealer, naming it."""
         with expect_log(self, "No such dealer", "INFO"):
             self.assertEqual(
-                call_error(self.backend, self.server, "authorizeSubscription", items=[{"dealer": "nope", "query": 1}]),
-                ('No such dealer "nope"', "no_such_dealer"),
+                call_refused(
+                    self.backend, self.server, "authorizeSubscription", items=[{"dealer": "nope", "query": 1}]
+                ),
+                ("No such dealer", "no_such_dealer", 'No dealer is named "nope" (item 0)'),
             )
 
     def test_dealer_not_a_string(self):
-        """A dealer that is not a name answers invalid_params naming the field."""
-        message, code = call_error(
+        """A dealer that is not a name answers 0.1's text, invalid_params, and a detail naming the field."""
+        message, code, detail = call_refused(
             self.backend, self.server, "authorizeSubscription", items=[{"dealer": {}, "query": 1}]
         )
-        self.assertEqual(code, "invalid_params")
-        self.assertIn('"dealer"', message)
+        self.assertEqual((message, code), ("dealer should be a dealer name", "invalid_params"))
+        self.assertIn('"dealer" of item 0', detail)
 
     def test_missing_dealer_field(self):
         """An item without dealer answers invalid_params naming the field and the item."""
         self.assertEqual(
-            call_error(self.backend, self.server, "authorizeSubscription", items=[{"query": 1}]),
-            ('Missing field "dealer" in item 0', "invalid_params"),
+            call_refused(self.backend, self.server, "authorizeSubscription", items=[{"query": 1}]),
+            ("Missing field 'dealer'", "invalid_params", 'Item 0 has no "dealer"'),
         )
 
     def test_missing_query_field(self):
         """An item without query answers invalid_params naming the field and the item."""
         items = [{"dealer": "players_by_color", "query": "red"}, {"dealer": "players_by_color"}]
         self.assertEqual(
-            call_error(self.backend, self.server, "authorizeSubscription", items=items),
-            ('Missing field "query" in item 1', "invalid_params"),
+            call_refused(self.backend, self.server, "authorizeSubscription", items=items),
+            ("Missing field 'query'", "invalid_params", 'Item 1 has no "query"'),
         )
 
     def test_item_not_an_object(self):
         """An item that is not an object answers invalid_params."""
         self.assertEqual(
-            call_error(self.backend, self.server, "authorizeSubscription", items=["players"]),
-            ("Item 0 must be an object", "invalid_params"),
+            call_refused(self.backend, self.server, "authorizeSubscription", items=["players"]),
+            ("Invalid params", "invalid_params", "Item 0 must be an object"),
         )
 
     def test_items_not_a_list(self):
         """items that is not a list answers invalid_params naming it."""
         self.assertEqual(
-            call_error(self.backend, self.server, "authorizeSubscription", items="players"),
-            ('Field "items" must be a list', "invalid_params"),
+            call_refused(self.backend, self.server, "authorizeSubscription", items="players"),
+            ("Invalid params", "invalid_params", 'Field "items" must be a list'),
         )
 
     def test_missing_items_param(self):
         """authorizeSubscription without items answers Invalid params."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(call_error(self.backend, self.server, "authorizeSubscription")[1], "invalid_params")
 
     def test_malformed_filter_is_refused(self):
         """A malformed FilterDealer query is refused at authorization, naming the problem."""
         items = [{"dealer": "players", "query": ["and", ["==", "a", 1], ["~", "b", 2]]}]
         self.assertEqual(
-            call_error(self.backend, self.server, "authorizeSubscription", items=items),
-            ('Invalid query in item 0: unknown operator "~" at query[2][0]', "invalid_query"),
+            call_refused(self.backend, self.server, "authorizeSubscription", items=items),
+            ("Invalid query", "invalid_query", 'Item 0: unknown operator "~" at query[2][0]'),
         )
 
     def test_refusal_creates_nothing(self):
@@ -480,7 +482,7 @@ class InvalidDeltaTests(DataSyncTestCase):
     def assertRefused(self, deltas, expected):
         self.subscribe(self.alice, {"dealer": "all_players", "query": None})
         before = self.frontend.broker.published
-        self.assertEqual(call_error(self.backend, self.server, "publishDeltas", deltas=deltas), expected)
+        self.assertEqual(call_refused(self.backend, self.server, "publishDeltas", deltas=deltas), expected)
         self.assertEqual(deltas_of(self.alice), [])
         self.assertEqual(self.frontend.broker.published, before)
 
@@ -488,56 +490,61 @@ class InvalidDeltaTests(DataSyncTestCase):
         """An update without newData is refused naming the field and the delta."""
         self.assertRefused(
             [{"type": "update", "model": "Player", "oldData": {}}],
-            ('Missing field "newData" in delta 0', "invalid_delta"),
+            ("Missing field", "invalid_delta", 'Delta 0 has no "newData"'),
         )
 
     def test_missing_old_data(self):
         """An update without oldData is refused naming the field."""
         self.assertRefused(
             [{"type": "update", "model": "Player", "newData": {}}],
-            ('Missing field "oldData" in delta 0', "invalid_delta"),
+            ("Missing field", "invalid_delta", 'Delta 0 has no "oldData"'),
         )
 
     def test_missing_data(self):
         """An insertion without data is refused naming the field."""
         self.assertRefused(
-            [{"type": "insert", "model": "Player"}], ('Missing field "data" in delta 0', "invalid_delta")
+            [{"type": "insert", "model": "Player"}], ("Missing field", "invalid_delta", 'Delta 0 has no "data"')
         )
 
     def test_missing_type(self):
         """A delta without type is refused naming the field."""
-        self.assertRefused([{"model": "Player", "data": {}}], ('Missing field "type" in delta 0', "invalid_delta"))
+        self.assertRefused(
+            [{"model": "Player", "data": {}}], ("Missing field", "invalid_delta", 'Delta 0 has no "type"')
+        )
 
     def test_missing_model(self):
         """A delta without model is refused naming the field."""
-        self.assertRefused([{"type": "delete", "data": {}}], ('Missing field "model" in delta 0', "invalid_delta"))
+        self.assertRefused(
+            [{"type": "delete", "data": {}}], ("Missing field", "invalid_delta", 'Delta 0 has no "model"')
+        )
 
     def test_model_not_a_string(self):
         """A model that is not a string is refused naming "model"."""
         self.assertRefused(
-            [{"type": "delete", "model": 3, "data": {}}], ('Field "model" must be a string in delta 0', "invalid_delta")
+            [{"type": "delete", "model": 3, "data": {}}],
+            ("model must be string", "invalid_delta", 'Field "model" of delta 0 must be a string'),
         )
 
     def test_unknown_type(self):
         """An unknown delta type answers 0.1's Invalid delta type, with the type and the delta."""
         self.assertRefused(
             [{"type": "upsert", "model": "Player", "data": {}}],
-            ('Invalid delta type "upsert" in delta 0', "invalid_delta"),
+            ("Invalid delta type", "invalid_delta", 'Delta 0 has type "upsert"'),
         )
 
     def test_delta_not_an_object(self):
         """A delta that is not an object is refused."""
-        self.assertRefused(["insert"], ("Delta 0 must be an object", "invalid_delta"))
+        self.assertRefused(["insert"], ("Invalid params", "invalid_params", "Delta 0 must be an object"))
 
     def test_deltas_not_a_list(self):
         """deltas that is not a list answers invalid_params naming it."""
-        self.assertRefused({"type": "insert"}, ('Field "deltas" must be a list', "invalid_params"))
+        self.assertRefused({"type": "insert"}, ("Invalid params", "invalid_params", 'Field "deltas" must be a list'))
 
     def test_all_or_nothing(self):
         """One bad delta refuses the batch: the valid deltas before it are not delivered."""
         self.assertRefused(
             [insert({"id": 1}), insert({"id": 2}), {"type": "update", "model": "Player", "oldData": {}}],
-            ('Missing field "newData" in delta 2', "invalid_delta"),
+            ("Missing field", "invalid_delta", 'Delta 2 has no "newData"'),
         )
 
 

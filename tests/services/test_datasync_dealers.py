@@ -334,14 +334,16 @@ class DealerTests(unittest.TestCase):
         """A dealer without a name is named after its class."""
         self.assertEqual(RedPlayers().name, "RedPlayers")
 
-    def test_model_is_required(self):
-        """A dealer subclass without a model cannot be instantiated."""
+    def test_model_is_required_to_register(self):
+        """A dealer without a model can be built, as in 0.1, but registering it says what is missing."""
 
         class NoModel(BroadcastDealer):
             pass
 
-        with self.assertRaises(TypeError):
-            NoModel()
+        dealer = NoModel()
+        self.assertEqual(dealer.name, "NoModel")
+        with self.assertRaisesRegex(NotImplementedError, "NoModel does not say which model"):
+            DealerManager().register_dealer(dealer)
 
     def test_model_as_property(self):
         """model may be a property, as 0.1 allowed."""

@@ -65,7 +65,7 @@ class RegisterTests(MessagingTestCase):
 
     def test_register_without_name(self):
         """registerParticipant without a name answers Invalid params."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(call_error(self.messaging, self.alice, "registerParticipant")[1], "invalid_params")
 
 

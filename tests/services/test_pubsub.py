@@ -103,7 +103,7 @@ class SubscribeTests(unittest.TestCase):
 
     def test_invalid_params(self):
         """publish without a message answers Invalid params."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             self.assertEqual(call_error(self.pubsub, self.alice, "publish", channel="c")[1], "invalid_params")
 
 

@@ -61,7 +61,7 @@ class BackendHTTPTests(AsyncHTTPTestCase):
 
     def test_rpc_errors_are_answered_in_the_body(self):
         """An RPC error is a 200 with the error envelope, as the connector expects."""
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             status, body = self.post({"service": "pubsub", "message": {"command": "publish", "params": {}}})
         self.assertEqual((status, body["message"]["code"]), (200, "invalid_params"))
 

@@ -39,7 +39,7 @@ SUBSCRIBE_C = json.dumps(
     {"service": "pubsub", "message": {"command": "subscribe", "params": {"channel": "c"}, "callId": 1}}
 )
 
-registry_log = logging.getLogger("snorky.service_registry")
+registry_log = logging.getLogger("snorky")  # the lines 0.1 logged, in its words
 sockjs_log = logging.getLogger("snorky.request_handlers.sockjs")
 
 

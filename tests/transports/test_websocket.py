@@ -147,18 +147,18 @@ class BadInputTests(WebSocketTestCase):
         """Bad JSON, non-envelopes and unknown services get error replies; the socket stays open."""
         ws, other = await self.connect(), await self.connect()
         cases = [
-            ("{not json", "invalid JSON", "invalid_json"),
-            ('"just a string"', "malformed message", "invalid_message"),
-            ('{"service": "pubsub"}', "malformed message", "invalid_message"),
-            ('{"service": "nope", "message": {"callId": 5}}', "unknown service", "unknown_service"),
-            ('{"service": "pubsub", "message": {"params": {}, "callId": 6}}', "invalid RPC message", "invalid_message"),
+            ("{not json", "Invalid JSON", "invalid_json"),
+            ('"just a string"', "Malformed message", "invalid_message"),
+            ('{"service": "pubsub"}', "Malformed message", "invalid_message"),
+            ('{"service": "nope", "message": {"callId": 5}}', "non existing service", "unknown_service"),
+            ('{"service": "pubsub", "message": {"params": {}, "callId": 6}}', "Invalid format", "invalid_message"),
         ]
         for raw, log, code in cases:
             with self.subTest(raw=raw), expect_log(self, log):
                 ws.write_message(raw)
                 answer = await self.read(ws)
             self.assertEqual((answer["message"]["type"], answer["message"]["code"]), ("error", code))
-        with expect_log(self, "invalid JSON"):
+        with expect_log(self, "Invalid JSON"):
             ws.write_message(b"\xff\xfe", binary=True)
             self.assertEqual((await self.read(ws))["message"]["code"], "invalid_json")
         await self.assert_others_undisturbed(other)
@@ -171,7 +171,7 @@ class BadInputTests(WebSocketTestCase):
         with expect_log(self, "unknown command", "INFO"):
             ws.write_message(rpc_frame("pubsub", "explode", call_id=1))
             self.assertEqual((await self.read(ws))["message"]["code"], "unknown_command")
-        with expect_log(self, "invalid params"):
+        with expect_log(self, "Invalid params"):
             ws.write_message(rpc_frame("pubsub", "subscribe", call_id=2, chanel="typo"))
             answer = (await self.read(ws))["message"]
         self.assertEqual((answer["callId"], answer["message"], answer["code"]), (2, "Invalid params", "invalid_params"))

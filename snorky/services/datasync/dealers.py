@@ -55,9 +55,14 @@ class Dealer(abc.ABC):
         return type(self).__name__
 
     @property
-    @abc.abstractmethod
     def model(self) -> str:
-        """The name of the model whose deltas this dealer receives."""
+        """The name of the model whose deltas this dealer receives.
+
+        Subclasses set it (a class attribute is enough). It is not abstract, so
+        that a dealer without it can still be built, as in Snorky 0.1; registering
+        one raises :exc:`NotImplementedError`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say which model it serves (set model)")
 
     def validate_query(self, query: Any) -> None:  # noqa: B027 - optional hook, not abstract
         """Refuse a query before any subscription is created (default: accept any).

@@ -111,7 +111,7 @@ def _field(value: dict[str, Any], name: str, index: int) -> Any:
     try:
         return value[name]
     except KeyError:
-        raise RPCError(f'Missing field "{name}" in delta {index}', "invalid_delta") from None
+        raise RPCError("Missing field", "invalid_delta", f'Delta {index} has no "{name}"') from None
 
 
 def parse_delta(value: Any, index: int = 0) -> Delta:
@@ -126,11 +126,11 @@ def parse_delta(value: Any, index: int = 0) -> Delta:
         RPCError: ``invalid_delta``, naming the missing or wrong field.
     """
     if not isinstance(value, dict):
-        raise RPCError(f"Delta {index} must be an object", "invalid_delta")
+        raise RPCError("Invalid params", "invalid_params", f"Delta {index} must be an object")
     kind = _field(value, "type", index)
     model = _field(value, "model", index)
     if not isinstance(model, str):
-        raise RPCError(f'Field "model" must be a string in delta {index}', "invalid_delta")
+        raise RPCError("model must be string", "invalid_delta", f'Field "model" of delta {index} must be a string')
     if kind == "insert":
         return InsertionDelta(model, _field(value, "data", index))
     if kind == "delete":
@@ -138,7 +138,7 @@ def parse_delta(value: Any, index: int = 0) -> Delta:
     if kind == "update":
         return UpdateDelta(model, _field(value, "newData", index), _field(value, "oldData", index))
     shown = kind if isinstance(kind, str) else type(kind).__name__
-    raise RPCError(f'Invalid delta type "{shown:.40}" in delta {index}', "invalid_delta")
+    raise RPCError("Invalid delta type", "invalid_delta", f'Delta {index} has type "{shown:.40}"')
 
 
 def parse_deltas(values: Any) -> list[Delta]:
@@ -149,5 +149,5 @@ def parse_deltas(values: Any) -> list[Delta]:
             ``invalid_delta`` naming the first bad delta and field.
     """
     if not isinstance(values, (list, tuple)):
-        raise RPCError('Field "deltas" must be a list', "invalid_params")
+        raise RPCError("Invalid params", "invalid_params", 'Field "deltas" must be a list')
     return [parse_delta(value, index) for index, value in enumerate(values)]

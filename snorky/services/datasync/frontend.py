@@ -30,7 +30,7 @@ from snorky.protocol import Outbound
 from snorky.services.base import Request, RPCService, rpc_asynchronous, rpc_command
 from snorky.services.datasync.dealers import BadQuery, Dealer
 from snorky.services.datasync.delta import Delta, parse_deltas
-from snorky.services.datasync.managers.dealer import DealerManager, UnknownDealer
+from snorky.services.datasync.managers.dealer import DealerManager, UnknownDealer, UnknownModelClass
 from snorky.services.datasync.managers.subscription import SubscriptionManager
 from snorky.services.datasync.subscription import Subscription, SubscriptionItem
 from snorky.timeout import TornadoTimeoutFactory
@@ -50,18 +50,22 @@ def _check_token(token: Any) -> str:
 
 
 def _parse_items(items: Any) -> list[tuple[str, Any]]:
-    """Check the shape of authorized items; return ``(dealer name, query)`` pairs."""
+    """Check the shape of authorized items; return ``(dealer name, query)`` pairs.
+
+    The error texts are Snorky 0.1's; ``detail`` says which item.
+    """
     if not isinstance(items, (list, tuple)):
-        raise RPCError('Field "items" must be a list', "invalid_params")
+        raise RPCError("Invalid params", "invalid_params", 'Field "items" must be a list')
     parsed = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise RPCError(f"Item {index} must be an object", "invalid_params")
+            raise RPCError("Invalid params", "invalid_params", f"Item {index} must be an object")
         for field in ("dealer", "query"):
             if field not in item:
-                raise RPCError(f'Missing field "{field}" in item {index}', "invalid_params")
+                raise RPCError(f"Missing field '{field}'", "invalid_params", f'Item {index} has no "{field}"')
         if not isinstance(item["dealer"], str):
-            raise RPCError(f'Field "dealer" must be a dealer name (a string) in item {index}', "invalid_params")
+            detail = f'Field "dealer" of item {index} must be a dealer name (a string)'
+            raise RPCError("dealer should be a dealer name", "invalid_params", detail)
         parsed.append((item["dealer"], make_hashable(item["query"])))
     return parsed
 
@@ -164,16 +168,16 @@ class DataSyncService(RPCService):
             try:
                 self.dm.get_dealer(dealer_name).validate_query(query)
             except UnknownDealer as error:
-                raise RPCError(error.message, error.code) from None
+                raise RPCError(error.message, error.code, f"{error.detail} (item {index})") from None
             except BadQuery as error:
-                raise RPCError(f"Invalid query in item {index}: {error.message}", "invalid_query") from None
+                raise RPCError("Invalid query", "invalid_query", f"Item {index}: {error.message}") from None
 
         subscription = Subscription([SubscriptionItem(name, query) for name, query in parsed], self)
         try:
             self.dm.connect_subscription(subscription)
         except BadQuery as error:  # raised by add_subscription_item, as 0.1 dealers do
-            detail = "" if error.message == "Invalid query" else f": {error.message}"
-            raise RPCError(f"Invalid query{detail}", "invalid_query") from None
+            detail = None if error.message == "Invalid query" else error.message
+            raise RPCError("Invalid query", "invalid_query", detail) from None
         token = self.sm.register_subscription(subscription, token)
         self._listen()
         factory = TornadoTimeoutFactory if timeout_factory is None else timeout_factory
@@ -301,7 +305,10 @@ class DataSyncService(RPCService):
         self._outbound_memo = {}
         try:
             for delta in deltas:
-                self.dm.deliver_delta(delta)
+                try:
+                    self.dm.deliver_delta(delta)
+                except UnknownModelClass:
+                    pass  # no dealer serves its model here: nobody can want it
         finally:
             self._outbound_memo = None
 

@@ -27,7 +27,7 @@ class UnknownDealer(SnorkyError):
 
     def __init__(self, dealer_name: object) -> None:
         shown = dealer_name if isinstance(dealer_name, str) else type(dealer_name).__name__
-        super().__init__(f'No such dealer "{shown:.60}"', "no_such_dealer")
+        super().__init__("No such dealer", "no_such_dealer", f'No dealer is named "{shown:.60}"')
         self.dealer_name = dealer_name
         """The name asked for."""
 
@@ -97,11 +97,15 @@ class DealerManager:
         return dealers
 
     def deliver_delta(self, delta: Delta) -> None:
-        """Give ``delta`` to every dealer of its model (none: nobody can want it).
+        """Give ``delta`` to every dealer of its model.
 
         A dealer that fails is logged with its traceback; the others still run.
+
+        Raises:
+            UnknownModelClass: no dealer serves the delta's model (as in 0.1; a
+                DataSync service ignores such deltas, since no subscriber can want them).
         """
-        for dealer in tuple(self.dealers_by_model.get_set(delta.model)):
+        for dealer in tuple(self.get_dealers_for_model_class(delta.model)):
             try:
                 dealer.deliver_delta(delta)
             except Exception:
