@@ -17,20 +17,22 @@ class TransportOptions:
         allowed_origins: origins allowed besides the server's own host: full
             origins (``"https://app.example.com"``) or host names
             (``"app.example.com"``); ``"*"`` allows every origin.
-        max_message_size: largest incoming message in bytes; a bigger one closes
-            the WebSocket with code 1009 (SockJS: a ``message_too_large`` error).
+        max_message_size: largest incoming message in bytes (1 MiB, as on the
+            backend port; Snorky 0.1 had no limit); a bigger one closes the
+            WebSocket with code 1009 (SockJS: a ``message_too_large`` error).
         ping_interval: seconds between WebSocket pings (0 disables them).
         ping_timeout: seconds to wait for the pong before the peer is taken for
             dead and disconnected (at most ``ping_interval``).
         max_unsent_bytes: unsent bytes a connection may queue before it is
-            closed as a slow client (code 4008).
+            closed as a slow client (code 4008); keep it a few times
+            ``max_message_size``, so that one large message is not taken for slowness.
     """
 
     allowed_origins: list[str] = field(default_factory=list)
-    max_message_size: int = 64 * 1024
+    max_message_size: int = 1024 * 1024
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
-    max_unsent_bytes: int = 1024 * 1024
+    max_unsent_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> TransportOptions:

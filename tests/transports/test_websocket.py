@@ -125,6 +125,18 @@ class RoundTripTests(WebSocketTestCase):
             self.assertEqual((await self.read(ws))["message"]["message"]["i"], i)
 
 
+class DefaultLimitTests(WebSocketTestCase):
+    @gen_test(timeout=TIMEOUT)
+    async def test_large_message_within_default_limit_is_delivered(self):
+        """With the default limits, a publish of almost 1 MiB (0.1 had no limit) reaches a subscriber."""
+        alice, bob = await self.connect(), await self.connect()
+        await self.subscribe(alice, "big")
+        payload = "x" * (1024 * 1024 - 200)
+        bob.write_message(rpc_frame("pubsub", "publish", call_id=3, channel="big", message=payload))
+        self.assertEqual((await self.read(alice))["message"]["message"], payload)
+        self.assertEqual((await self.read(bob))["message"]["type"], "response")
+
+
 class PlainHTTPTests(WebSocketTestCase):
     def test_options_request_is_refused_cleanly(self):
         """An HTTP OPTIONS to the WebSocket path gets 405, not a server error."""
