@@ -234,6 +234,8 @@ export interface PubSubRestore {
 export declare class PubSub extends RPCService {
   readonly messagePublished: Signal<[PublishedMessage]>;
   readonly restored: Signal<[PubSubRestore]>;
+  /** The server ended a subscription; the client has forgotten it. */
+  readonly unsubscribed: Signal<[{ type: "unsubscribed"; channel: any }]>;
   readonly subscriptions: Map<string, { channel: any; epoch: string | null; offset: number | null }>;
   subscribe(params: { channel: any; recover?: StreamPosition }): Promise<
     null | (StreamPosition & { recovered?: boolean; publications?: PublishedMessage[] })
@@ -285,6 +287,8 @@ export declare class Chat extends RPCService {
   readonly readReceived: Signal<[ChatRead]>;
   readonly membersChanged: Signal<[any, ChatMember[]]>;
   readonly restored: Signal<[{ channel: any; answer: ChatJoinAnswer | null; error?: SnorkyError }]>;
+  /** The server removed this connection from a channel; the client has forgotten it. */
+  readonly unsubscribed: Signal<[{ type: "unsubscribed"; channel: any }]>;
   join(params: { channel: any }): Promise<ChatJoinAnswer>;
   leave(params: { channel: any }): Promise<null>;
   send(params: { channel: any; body: any }): Promise<null>;
@@ -361,6 +365,8 @@ export declare class Cursors extends RPCService {
   readonly documents: Record<string, CursorDocument>;
   readonly ownCursors: Record<string, OwnCursor>;
   readonly restored: Signal<[{ document: CursorDocument; error?: SnorkyError }]>;
+  /** The server removed this connection from a document; its cursors are gone. */
+  readonly unsubscribed: Signal<[{ type: "unsubscribed"; document: any }]>;
   join(params: { document: any }): Promise<CursorDocument>;
   leave(params: { document: any }): Promise<null>;
   getFreePrivateHandle(): number;

@@ -391,10 +391,14 @@ class ChatService(RPCService):
         return then(self.broker.presence_list(self.presence_key(channel)), count_presence)
 
     def unsubscribe_identity(self, identity: Any, channel: Any) -> int:
-        """Make ``identity``'s connections on this node leave ``channel``; return how many."""
+        """Make ``identity``'s connections on this node leave ``channel``; return how many.
+
+        Each of those connections is told with ``{"type": "unsubscribed", "channel"}``.
+        """
         clients = [c for c in self.clients_by_channel.get_set(channel) if getattr(c, "identity", None) == identity]
         for client in clients:
             self.in_background(self.do_leave(client, channel))
+            self.send_message_to(client, {"type": "unsubscribed", "channel": channel})
         return len(clients)
 
     def channel_count(self) -> int:

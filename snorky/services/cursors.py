@@ -341,10 +341,14 @@ class CursorsService(RPCService):
         return identities_of(self.clients_by_document.get_set(document))
 
     def unsubscribe_identity(self, identity: Any, document: Any) -> int:
-        """Make ``identity`` leave ``document``; return how many connections left it."""
+        """Make ``identity`` leave ``document``; return how many connections left it.
+
+        Each of those connections is told with ``{"type": "unsubscribed", "document"}``.
+        """
         clients = [c for c in self.clients_by_document.get_set(document) if getattr(c, "identity", None) == identity]
         for client in clients:
             self.do_leave(client, document)
+            self.send_message_to(client, {"type": "unsubscribed", "document": document})
         return len(clients)
 
     def channel_count(self) -> int:

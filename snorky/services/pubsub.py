@@ -209,11 +209,17 @@ class PubSubService(RPCService):
         return then(self.broker.presence_list(self.presence_key(channel)), count_presence)
 
     def unsubscribe_identity(self, identity: Any, channel: Any) -> int:
-        """Cancel ``identity``'s subscriptions to ``channel``; return how many connections had one."""
+        """Cancel ``identity``'s subscriptions to ``channel``; return how many connections had one.
+
+        Each of those connections is told with ``{"type": "unsubscribed", "channel"}``,
+        so that its client stops following the channel (and does not subscribe
+        again after a reconnection).
+        """
         clients = [c for c in self.subscriptions.get_set(channel) if getattr(c, "identity", None) == identity]
         for client in clients:
             self._drop(client, channel)
             self.subscriptions_by_client.remove(client, channel)
+            self.send_message_to(client, {"type": "unsubscribed", "channel": channel})
         return len(clients)
 
     def channel_count(self) -> int:

@@ -871,6 +871,7 @@
       this.membersChanged = new Signal();
       this.restored = new Signal();
       this.channels = /* @__PURE__ */ new Map();
+      this.unsubscribed = new Signal();
       this.notificationReceived.add(this._onNotification, this);
     }
     /**
@@ -938,6 +939,9 @@
         }
       } else if (message.type === "read") {
         this.readReceived.dispatch(message);
+      } else if (message.type === "unsubscribed") {
+        this.channels.delete(stableStringify(message.channel));
+        this.unsubscribed.dispatch(message);
       }
     }
     async _restore(reconnected) {
@@ -1340,6 +1344,7 @@
       this.ownCursors = {};
       this.restored = new Signal();
       this._nextHandle = 1;
+      this.unsubscribed = new Signal();
       this.notificationReceived.add(this._onNotification, this);
     }
     /**
@@ -1358,7 +1363,12 @@
      * @param {{document: any}} params
      */
     leave(params) {
-      const key = stableStringify(params.document);
+      this._forget(params.document);
+      return this.rpcCall("leave", params);
+    }
+    /** Drop a document and this page's cursors in it. */
+    _forget(name) {
+      const key = stableStringify(name);
       const document = this.documents[key];
       if (document !== void 0) {
         for (const cursor of document.ownCursors()) {
@@ -1367,7 +1377,6 @@
         }
         delete this.documents[key];
       }
-      return this.rpcCall("leave", params);
     }
     /** A private handle no cursor of this page has. */
     getFreePrivateHandle() {
@@ -1377,6 +1386,11 @@
       return this._nextHandle++;
     }
     _onNotification(message) {
+      if (message.type === "unsubscribed") {
+        this._forget(message.document);
+        this.unsubscribed.dispatch(message);
+        return;
+      }
       const data = message.cursor;
       if (data === null || typeof data !== "object") {
         return;
@@ -1706,6 +1720,7 @@
       this.messagePublished = new Signal();
       this.restored = new Signal();
       this.subscriptions = /* @__PURE__ */ new Map();
+      this.unsubscribed = new Signal();
       this.notificationReceived.add(this._onNotification, this);
     }
     /**
@@ -1743,6 +1758,11 @@
       return [...this.subscriptions.values()].map((entry) => entry.channel);
     }
     _onNotification(message) {
+      if (message.type === "unsubscribed") {
+        this.subscriptions.delete(stableStringify(message.channel));
+        this.unsubscribed.dispatch(message);
+        return;
+      }
       if (message.type !== "message") {
         return;
       }

@@ -32,8 +32,11 @@ class ControlTests(unittest.TestCase):
         reply = call(self.control, self.app, "unsubscribe", identity="alice", service="pubsub", channel="news")
         self.assertEqual(reply, {"unsubscribed": 2})
         self.assertEqual(self.pubsub.subscriptions["news"], {self.bob})
+        told = {"type": "unsubscribed", "channel": "news"}
+        self.assertEqual((self.alice1.notifications(), self.alice2.notifications()), ([told], [told]))
+        self.assertEqual(self.bob.notifications(), [])
         self.pubsub.do_publish("news", 1)
-        self.assertEqual(self.alice1.notifications(), [])
+        self.assertEqual(self.alice1.notifications(), [told])
 
     def test_presence(self):
         """presence lists a channel's identities with their info and connection count."""
@@ -89,6 +92,7 @@ class ControlChatCursorsTests(unittest.TestCase):
         presence = call(self.control, self.app, "presence", service="chat", channel="lobby")
         self.assertEqual(sorted(p["identity"] for p in presence), ["alice", "bob"])
         call(self.control, self.app, "unsubscribe", identity="bob", service="chat", channel="lobby")
+        self.assertEqual(self.bob.notifications()[-1], {"type": "unsubscribed", "channel": "lobby"})
         left = self.alice.notifications()[-1]
         self.assertEqual((left["type"], left["from"], left["status"]), ("presence", "bob", "left"))
         self.assertEqual(call(self.control, self.app, "info")["services"]["chat"]["channels"], 1)
@@ -100,6 +104,7 @@ class ControlChatCursorsTests(unittest.TestCase):
         call(self.cursors, self.bob, "createCursor", privateHandle=1, document="doc", position=3, status=None)
         call(self.control, self.app, "unsubscribe", identity="bob", service="cursors", channel="doc")
         self.assertEqual(self.alice.notifications()[-1]["type"], "cursorRemoved")
+        self.assertEqual(self.bob.notifications()[-1], {"type": "unsubscribed", "document": "doc"})
         self.assertEqual(
             call(self.control, self.app, "presence", service="cursors", channel="doc")[0]["identity"], "alice"
         )

@@ -30,6 +30,11 @@ export class Chat extends RPCService {
      * @type {Map<string, {channel: any, members: {identity: any, info: any}[]}>}
      */
     this.channels = new Map();
+    /**
+     * The server removed this connection from a channel (args: `{type: "unsubscribed", channel}`);
+     * the client has forgotten the channel and will not join it again after a reconnection.
+     */
+    this.unsubscribed = new Signal();
     this.notificationReceived.add(this._onNotification, this);
   }
 
@@ -106,6 +111,9 @@ export class Chat extends RPCService {
       }
     } else if (message.type === "read") {
       this.readReceived.dispatch(message);
+    } else if (message.type === "unsubscribed") {
+      this.channels.delete(stableStringify(message.channel));
+      this.unsubscribed.dispatch(message);
     }
   }
 

@@ -232,6 +232,11 @@ export class Cursors extends RPCService {
     /** After a reconnection, a document was joined again (args: `{document, error?}`). */
     this.restored = new Signal();
     this._nextHandle = 1;
+    /**
+     * The server removed this connection from a document, with its cursors (args:
+     * `{type: "unsubscribed", document}`); it is not joined again after a reconnection.
+     */
+    this.unsubscribed = new Signal();
     this.notificationReceived.add(this._onNotification, this);
   }
 
@@ -252,7 +257,13 @@ export class Cursors extends RPCService {
    * @param {{document: any}} params
    */
   leave(params) {
-    const key = stableStringify(params.document);
+    this._forget(params.document);
+    return this.rpcCall("leave", params);
+  }
+
+  /** Drop a document and this page's cursors in it. */
+  _forget(name) {
+    const key = stableStringify(name);
     const document = this.documents[key];
     if (document !== undefined) {
       for (const cursor of document.ownCursors()) {
@@ -261,7 +272,6 @@ export class Cursors extends RPCService {
       }
       delete this.documents[key];
     }
-    return this.rpcCall("leave", params);
   }
 
   /** A private handle no cursor of this page has. */
@@ -273,6 +283,11 @@ export class Cursors extends RPCService {
   }
 
   _onNotification(message) {
+    if (message.type === "unsubscribed") {
+      this._forget(message.document);
+      this.unsubscribed.dispatch(message);
+      return;
+    }
     const data = message.cursor;
     if (data === null || typeof data !== "object") {
       return;

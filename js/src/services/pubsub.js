@@ -26,6 +26,11 @@ export class PubSub extends RPCService {
      * @type {Map<string, {channel: any, epoch: string | null, offset: number | null, buffer: any[] | null}>}
      */
     this.subscriptions = new Map();
+    /**
+     * The server ended a subscription (args: `{type: "unsubscribed", channel}`);
+     * the client has forgotten it and will not subscribe again after a reconnection.
+     */
+    this.unsubscribed = new Signal();
     this.notificationReceived.add(this._onNotification, this);
   }
 
@@ -68,6 +73,11 @@ export class PubSub extends RPCService {
   }
 
   _onNotification(message) {
+    if (message.type === "unsubscribed") {
+      this.subscriptions.delete(stableStringify(message.channel));
+      this.unsubscribed.dispatch(message);
+      return;
+    }
     if (message.type !== "message") {
       return;
     }

@@ -137,6 +137,39 @@ describe("PubSub", () => {
     await assert.rejects(alice.call("nope", "nothing"), { code: "unknown_service" });
   });
 
+  it("forgets a subscription the server ended, and does not take it back after a reconnection", async () => {
+    const proxy = await startProxy(server.port);
+    try {
+      const page = await connected(client({ port: proxy.port, identity: "ursula" }));
+      const pubsub = page.services.pubsub;
+      await pubsub.subscribe({ channel: "ended" });
+      await pubsub.subscribe({ channel: "kept" });
+      const told = when(pubsub.unsubscribed);
+      const reply = await backend(server, "control", "unsubscribe", {
+        identity: "ursula",
+        service: "pubsub",
+        channel: "ended",
+      });
+      assert.deepEqual(reply, { unsubscribed: 1 });
+      assert.deepEqual((await told)[0], { type: "unsubscribed", channel: "ended" });
+      assert.deepEqual(pubsub.channels(), ["kept"]);
+
+      const lost = when(page.disconnected);
+      proxy.cut();
+      await lost;
+      const restored = when(pubsub.restored);
+      assert.equal((await restored)[0].channel, "kept");
+      const received = [];
+      pubsub.messagePublished.add((m) => received.push(m.channel));
+      await backend(server, "pubsub", "publish", { channel: "ended", message: 1 });
+      await backend(server, "pubsub", "publish", { channel: "kept", message: 2 });
+      await until(() => received.length === 1, "the kept channel's message arrived");
+      assert.deepEqual(received, ["kept"]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("recovers the messages missed during a network blip", async () => {
     const proxy = await startProxy(server.port);
     try {
