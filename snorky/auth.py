@@ -20,18 +20,62 @@ accepted when configured. :func:`sign_token` makes tokens (also as
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import jwt
 
 from snorky.errors import RPCError
 
-__all__ = ["AuthError", "TokenVerifier", "sign_token", "granted", "ASYMMETRIC_ALGORITHMS"]
+__all__ = [
+    "AuthError",
+    "TokenVerifier",
+    "sign_token",
+    "granted",
+    "weak_secret",
+    "ASYMMETRIC_ALGORITHMS",
+    "MIN_SECRET_BYTES",
+]
+
+logger = logging.getLogger(__name__)
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 """Algorithms verified with a public key (the others use the shared secret)."""
+
+MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+"""The shortest shared secret worth its algorithm: the hash's size (RFC 7518, section 3.2)."""
+
+try:  # PyJWT 2.10 and later warn about short HMAC keys; Snorky says it in its own words
+    from jwt.warnings import InsecureKeyLengthWarning as _PyJWTShortKey
+except ImportError:  # pragma: no cover - older PyJWT
+    _PyJWTShortKey = None
+
+
+def weak_secret(secret: str | bytes | None, algorithm: str = "HS256") -> str | None:
+    """Say why ``secret`` is too short for ``algorithm``, or ``None`` if it is long enough."""
+    needed = MIN_SECRET_BYTES.get(algorithm)
+    if needed is None or not secret:
+        return None
+    length = len(secret.encode("utf-8") if isinstance(secret, str) else secret)
+    if length >= needed:
+        return None
+    return (
+        f"the {algorithm} secret is {length} bytes long; use at least {needed} random bytes, "
+        f"for example the output of: python3 -c 'import secrets; print(secrets.token_urlsafe({needed}))'"
+    )
+
+
+@contextlib.contextmanager
+def _short_key_said() -> Iterator[None]:
+    """Silence PyJWT's own short-key warning: Snorky has said it already, once."""
+    with warnings.catch_warnings():
+        if _PyJWTShortKey is not None:
+            warnings.simplefilter("ignore", _PyJWTShortKey)
+        yield
 
 
 class AuthError(RPCError):
@@ -70,6 +114,9 @@ class TokenVerifier:
         self.algorithms = list(algorithms)
         self.leeway = leeway
         self.audience = audience
+        self._weak = None if public_key else next(filter(None, (weak_secret(secret, a) for a in self.algorithms)), None)
+        if self._weak is not None:
+            logger.warning("! weak token secret: %s", self._weak)
 
     def verify(self, token: Any) -> dict[str, Any]:
         """Return the claims of a valid token.
@@ -81,14 +128,15 @@ class TokenVerifier:
         if not isinstance(token, str) or not token:
             raise AuthError("Invalid token", "invalid_token")
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self.key,
-                algorithms=self.algorithms,
-                leeway=self.leeway,
-                audience=self.audience,
-                options={"require": ["sub", "exp"]},
-            )
+            with _short_key_said() if self._weak is not None else contextlib.nullcontext():
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    self.key,
+                    algorithms=self.algorithms,
+                    leeway=self.leeway,
+                    audience=self.audience,
+                    options={"require": ["sub", "exp"]},
+                )
         except jwt.ExpiredSignatureError:
             raise AuthError("Token expired", "token_expired") from None
         except jwt.PyJWTError:
@@ -123,6 +171,9 @@ def sign_token(
         private_key: the PEM private key for asymmetric algorithms.
         now: the issue time (default: the current time).
         extra: further claims.
+
+    A shared secret shorter than :data:`MIN_SECRET_BYTES` still signs; say so with
+    :func:`weak_secret` (``snorky token`` does).
     """
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {"sub": sub, "iat": int(issued), "exp": int(issued + ttl), **extra}
@@ -133,7 +184,8 @@ def sign_token(
     key = private_key if algorithm in ASYMMETRIC_ALGORITHMS else secret
     if not key:
         raise ValueError(f"{algorithm} needs {'a private key' if algorithm in ASYMMETRIC_ALGORITHMS else 'a secret'}")
-    return jwt.encode(claims, key, algorithm=algorithm)
+    with _short_key_said():
+        return jwt.encode(claims, key, algorithm=algorithm)
 
 
 def granted(client: Any, channel: Any) -> bool:

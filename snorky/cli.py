@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from snorky.config import Config
-from snorky.errors import ConfigError, SnorkyError
+from snorky.errors import ConfigError, ListenError, SnorkyError
 from snorky.version import __version__
 
 __all__ = ["main"]
@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"snorky: configuration error: {error}", file=sys.stderr)
         return 2
+    except ListenError as error:
+        print(f"snorky: {error}", file=sys.stderr)
+        return 2
 
 
 def _setup_logging(level: str) -> None:
@@ -107,6 +110,8 @@ async def _run_server(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP would end the process; a server asked to reload must keep serving.
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup)
     await server.start()
     print(
         f"Snorky {__version__} serving on http://{config.frontend.address}:{server.frontend_port}"
@@ -117,6 +122,10 @@ async def _run_server(config: Config) -> None:
     logger.info("= shutting down")
     await server.stop()
     logger.info("= stopped")
+
+
+def _on_hangup() -> None:
+    logger.warning("! SIGHUP: configuration reload is not supported yet; still serving as before")
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -142,7 +151,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from snorky.auth import sign_token
+    from snorky.auth import sign_token, weak_secret
 
     config = Config.load(args.config)
     info = None
@@ -157,6 +166,9 @@ def _token(args: argparse.Namespace) -> int:
         with open(args.private_key, "rb") as handle:
             private_key = handle.read()
     secret = args.secret or config.auth.secret
+    weak = None if private_key else weak_secret(secret, args.algorithm)
+    if weak is not None:
+        print(f"snorky: warning: {weak}", file=sys.stderr)
     try:
         token = sign_token(
             args.sub,

@@ -6,9 +6,11 @@ Every key is optional; an unknown key is an error that names it. See
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ __all__ = [
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
+    "suggest",
+    "unknown_key",
 ]
 
 BUILTIN_SERVICES: dict[str, str] = {
@@ -125,6 +129,8 @@ class ServiceSpec:
     name: str
     class_path: str
     options: dict[str, Any] = field(default_factory=dict)
+    where: str = ""
+    """Where it was configured (``"snorky.toml: [services.chat]"``), for error messages."""
 
 
 def _default_services() -> list[ServiceSpec]:
@@ -181,7 +187,7 @@ class Config:
         config = cls(source=source)
         config.log_level = _pop(data, "log_level", str, config.log_level, source).lower()
         if config.log_level not in LOG_LEVELS:
-            raise ConfigError(f"{source}: log_level must be one of {', '.join(LOG_LEVELS)}")
+            raise ConfigError(f"{source}: log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")
         config.broker = _pop(data, "broker", str, config.broker, source)
         if config.broker != "memory" and urlsplit(config.broker).scheme not in ("redis", "rediss", "redis+sentinel"):
             raise ConfigError(
@@ -192,7 +198,7 @@ class Config:
         frontend = dict(_pop(data, "frontend", dict, {}, source))
         transport_keys = {f.name for f in fields(TransportOptions)}
         transport = {key: frontend.pop(key) for key in list(frontend) if key in transport_keys}
-        _fill(config.frontend, frontend, f"{source}: [frontend]")
+        _fill(config.frontend, frontend, f"{source}: [frontend]", transport_keys)
         _fill(config.frontend.transport, transport, f"{source}: [frontend]")
         _fill(config.backend, dict(_pop(data, "backend", dict, {}, source)), f"{source}: [backend]")
         _fill(config.auth, dict(_pop(data, "auth", dict, {}, source)), f"{source}: [auth]")
@@ -204,8 +210,33 @@ class Config:
                 _pop(data, "backend_services", dict, {}, source), f"{source}: [backend_services]"
             )
         if data:
-            raise ConfigError(f"{source}: unknown key {sorted(data)[0]!r}")
+            top = [f.name for f in fields(cls) if f.name != "source"]
+            raise unknown_key(source, sorted(data)[0], top)
         return config
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+
+
+_NOUNS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
+
+
+def _kind(value: Any) -> str:
+    """A TOML value as errors describe it: ``the string 'x'`` (the value only when short)."""
+    noun = _NOUNS.get(type(value), type(value).__name__)
+    shown = repr(value)
+    return f"the {noun} {shown}" if len(shown) <= 40 else f"a {noun}"
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key(where: str, key: str, known: Iterable[str]) -> ConfigError:
+    """The error for a key nobody reads, with the closest valid one."""
+    return ConfigError(f"{where}: unknown key {key!r}{suggest(key, known)}")
 
 
 def _pop(data: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -213,16 +244,19 @@ def _pop(data: dict[str, Any], key: str, kind: type, default: Any, where: str) -
         return default
     value = data.pop(key)
     if not isinstance(value, kind):
-        raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {type(value).__name__}")
+        raise ConfigError(f"{where}: {key} must be {_KINDS[kind]}, not {_kind(value)}")
     return value
 
 
-def _fill(target: Any, values: dict[str, Any], where: str) -> None:
-    """Set each of ``values`` on the dataclass ``target``, checking names and types."""
-    known = {f.name: f for f in fields(target)}
+def _fill(target: Any, values: dict[str, Any], where: str, also: Iterable[str] = ()) -> None:
+    """Set each of ``values`` on the dataclass ``target``, checking names and types.
+
+    ``also`` names keys valid in the same section but read elsewhere (for suggestions).
+    """
+    known = {f.name for f in fields(target)} - {"transport"}
     for key, value in values.items():
-        if key not in known or key == "transport":
-            raise ConfigError(f"{where}: unknown key {key!r}")
+        if key not in known:
+            raise unknown_key(where, key, known | set(also))
         current = getattr(target, key)
         expected: tuple[type, ...]
         if isinstance(current, bool):
@@ -236,22 +270,28 @@ def _fill(target: Any, values: dict[str, Any], where: str) -> None:
         else:
             expected = (str,)
         if not isinstance(value, expected) or (expected != (bool,) and isinstance(value, bool)):
-            raise ConfigError(f"{where}: {key} must be a {expected[0].__name__}, not {type(value).__name__}")
+            raise ConfigError(f"{where} {key}: must be {_KINDS[expected[-1]]}, not {_kind(value)}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{where}: {key} must not be negative")
+            raise ConfigError(f"{where} {key}: must not be negative, not {value!r}")
         setattr(target, key, value)
 
 
 def _specs(table: dict[str, Any], where: str) -> list[ServiceSpec]:
     specs = []
     for name, options in table.items():
+        section = f"{where[:-1]}.{name}]"
         if not isinstance(options, dict):
-            raise ConfigError(f"{where}: {name} must be a table")
+            raise ConfigError(f"{section}: must be a table")
         options = dict(options)
         class_path = options.pop("class", None)
         if not isinstance(class_path, str):
-            raise ConfigError(f'{where}: {name} needs class = "..." (a built-in name or dotted path)')
-        specs.append(ServiceSpec(name, BUILTIN_SERVICES.get(class_path, class_path), options))
+            raise ConfigError(f'{section}: needs class = "..." (a built-in name or a dotted path)')
+        if class_path not in BUILTIN_SERVICES and "." not in class_path:
+            raise ConfigError(
+                f"{section} class: unknown service {class_path!r}{suggest(class_path, BUILTIN_SERVICES)} "
+                f"(built-in: {', '.join(BUILTIN_SERVICES)}; or a dotted path package.module.Class)"
+            )
+        specs.append(ServiceSpec(name, BUILTIN_SERVICES.get(class_path, class_path), options, section))
     return specs
 
 

@@ -7,6 +7,7 @@
     │   └── BrokerUnavailable   the broker cannot be reached now (code ``unavailable``)
     ├── ProtocolError           a peer sent something that is not a Snorky message
     ├── ConfigError             a configuration file or option is wrong
+    ├── ListenError             a listening address cannot be bound
     └── TransportError          (snorky.backend) the backend port could not be reached
 
 Every error that reaches a peer keeps Snorky 0.1's human ``message`` (for example
@@ -25,6 +26,7 @@ __all__ = [
     "RPCError",
     "ProtocolError",
     "ConfigError",
+    "ListenError",
     "BrokerUnavailable",
     "code_for_message",
     "error_body",
@@ -177,6 +179,13 @@ class BrokerUnavailable(RPCError):
 
     def __init__(self, message: str = "Service unavailable") -> None:
         super().__init__(message, "unavailable")
+
+
+class ListenError(SnorkyError):
+    """A listening address cannot be bound (taken, or not this host's); the text names it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "listen_error")
 
 
 class ConfigError(SnorkyError):

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 import logging
-import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from tornado.web import Application, RequestHandler, StaticFileHandler
 from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
-from snorky.config import AuthConfig, Config, ServiceSpec, load_class
-from snorky.errors import CLOSE_GOING_AWAY, ConfigError
+from snorky.config import AuthConfig, Config, ServiceSpec, load_class, suggest
+from snorky.errors import CLOSE_GOING_AWAY, ConfigError, ListenError
 from snorky.request_handlers.http import BackendHTTPHandler
 from snorky.request_handlers.sockjs import SnorkySockJSHandler
 from snorky.request_handlers.websocket import SnorkyWebSocketHandler
@@ -54,20 +55,46 @@ def build_services(specs: list[ServiceSpec], frontend: dict[str, Service] | None
     """
     services: list[Service] = []
     for spec in specs:
-        cls = load_class(spec.class_path)
+        where = spec.where or f"service {spec.name!r}"
+        try:
+            cls = load_class(spec.class_path)
+        except ConfigError as error:
+            raise ConfigError(f"{where} class: {error}") from None
         if not (isinstance(cls, type) and issubclass(cls, Service)):
-            raise ConfigError(f"service {spec.name!r}: {spec.class_path} is not a snorky Service")
+            raise ConfigError(f"{where} class: {spec.class_path} is not a snorky Service")
         options = dict(spec.options)
+        _check_options(cls, options, where)
         if frontend is not None and "frontend" in options:
             target = frontend.get(options["frontend"])
             if target is None:
-                raise ConfigError(f"service {spec.name!r}: no frontend service named {options['frontend']!r}")
+                raise ConfigError(f"{where} frontend: no frontend service named {options['frontend']!r}")
             options["frontend"] = target
         try:
             services.append(cls(spec.name, **options))
         except TypeError as error:
-            raise ConfigError(f"service {spec.name!r} ({spec.class_path}): {error}") from None
+            raise ConfigError(f"{where}: {cls.__name__}: {error}") from None
     return services
+
+
+def _check_options(cls: type, options: dict[str, Any], where: str) -> None:
+    """Refuse an option the class does not take, naming the closest one it does."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a signature Python cannot read
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [
+        name
+        for name, p in parameters.items()
+        if name != "name" and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    for key in options:
+        if key not in accepted:
+            valid = ", ".join(accepted) or "none"
+            raise ConfigError(
+                f"{where}: {cls.__name__} has no option {key!r}{suggest(key, accepted)} (its options: {valid})"
+            )
 
 
 def default_backend_services(frontend: dict[str, Service]) -> list[ServiceSpec]:
@@ -154,6 +181,15 @@ def _access_log(handler: RequestHandler) -> None:
     )
 
 
+class ClientFileHandler(StaticFileHandler):
+    """Serves the JavaScript client; ``.d.ts`` is TypeScript (the system's table may say otherwise)."""
+
+    def get_content_type(self) -> str:
+        if self.absolute_path is not None and self.absolute_path.endswith(".d.ts"):
+            return "application/typescript; charset=utf-8"
+        return super().get_content_type()
+
+
 class StatusHandler(RequestHandler):
     """A small HTML page at ``/``: version, connections, services."""
 
@@ -216,7 +252,7 @@ class SnorkyServer:
         if fe.sockjs_prefix:
             routes += SnorkySockJSHandler.get_routes(self.registry, fe.sockjs_prefix, **options)
         # The JavaScript client: classic script, ES module, type declarations.
-        routes.append((r"/(snorky\.(?:js|mjs|d\.ts))", StaticFileHandler, {"path": str(CLIENT_JS.parent)}))
+        routes.append((r"/(snorky\.(?:js|mjs|d\.ts))", ClientFileHandler, {"path": str(CLIENT_JS.parent)}))
         if fe.status_page:
             routes.append((r"/status" if fe.static_dir else r"/", StatusHandler, {"server": self}))
         if fe.static_dir:
@@ -238,23 +274,33 @@ class SnorkyServer:
         return Application([route], log_function=_access_log)
 
     async def start(self) -> None:
-        """Start the broker and listen on the configured ports (port 0 picks a free one)."""
-        await self.broker.start()
-        fe, be = self.config.frontend, self.config.backend
-        self.frontend_port = self._listen(self.frontend_app(), fe.address, fe.port, None)
-        logger.info("= frontend on http://%s:%d (WebSocket %s)", fe.address, self.frontend_port, fe.websocket_path)
-        if be.api_key:
-            self.backend_port = self._listen(
-                self.backend_app(be.api_key), be.address, be.port, be.max_message_size + 64 * 1024
-            )
-            logger.info("= backend on http://%s:%d%s", be.address, self.backend_port, be.path)
-        else:
-            logger.warning("! no backend API key (set SNORKY_API_KEY or [backend] api_key): backend port not opened")
+        """Start the broker and listen on the configured ports (port 0 picks a free one).
 
-    def _listen(self, app: Application, address: str, port: int, max_body: int | None) -> int:
+        Every address is bound before any is served, so that a taken port stops
+        the start with nothing half-up.
+
+        Raises:
+            ListenError: an address cannot be bound; its text names it.
+        """
+        fe, be = self.config.frontend, self.config.backend
+        if not be.api_key:
+            logger.warning("! no backend API key (set SNORKY_API_KEY or [backend] api_key): backend port not opened")
+        frontend = _bind(fe.address, fe.port)
+        try:
+            backend = _bind(be.address, be.port) if be.api_key else None
+        except ListenError:
+            _close(frontend)
+            raise
+        await self.broker.start()
+        self.frontend_port = self._serve(self.frontend_app(), frontend, None)
+        logger.info("= frontend on http://%s:%d (WebSocket %s)", fe.address, self.frontend_port, fe.websocket_path)
+        if backend is not None and be.api_key:
+            self.backend_port = self._serve(self.backend_app(be.api_key), backend, be.max_message_size + 64 * 1024)
+            logger.info("= backend on http://%s:%d%s", be.address, self.backend_port, be.path)
+
+    def _serve(self, app: Application, sockets: list[socket.socket], max_body: int | None) -> int:
         kwargs: dict[str, Any] = {} if max_body is None else {"max_body_size": max_body}
         server = HTTPServer(app, **kwargs)
-        sockets = bind_sockets(port, address)
         server.add_sockets(sockets)
         self._servers.append(server)
         return int(sockets[0].getsockname()[1])
@@ -297,6 +343,15 @@ class SnorkyServer:
         }
 
 
-def generate_api_key() -> str:
-    """A random key suitable for ``SNORKY_API_KEY``."""
-    return secrets.token_urlsafe(32)
+def _bind(address: str, port: int) -> list[socket.socket]:
+    """Listening sockets for ``address:port``, or a :class:`ListenError` in one line."""
+    try:
+        return bind_sockets(port, address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ListenError(f"cannot listen on {address}:{port}: {reason.lower()}") from None
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()

@@ -206,3 +206,22 @@ class AuthServiceTests(unittest.TestCase):
             self.registry.refuse_token(self.client, AuthError("Invalid token", "invalid_token"))
         self.assertEqual(self.client.sent[0]["message"]["code"], "invalid_token")
         self.assertEqual(self.client.closed_with, 4001)
+
+
+class WeakSecretTests(unittest.TestCase):
+    def test_short_secret_is_said_once_in_snorky_words(self):
+        """A short HS256 secret verifies tokens; the verifier logs one warning and PyJWT's is silenced."""
+        from snorky.auth import TokenVerifier, sign_token
+
+        with self.assertLogs("snorky.auth", "WARNING") as logs:
+            verifier = TokenVerifier("short")
+        self.assertEqual(len(logs.records), 1)
+        self.assertIn("the HS256 secret is 5 bytes long; use at least 32", logs.records[0].getMessage())
+        self.assertEqual(verifier.verify(sign_token("ann", "short"))["sub"], "ann")  # warnings are errors here
+
+    def test_long_secret_says_nothing(self):
+        """A secret of 32 bytes or more is not questioned."""
+        from snorky.auth import weak_secret
+
+        self.assertIsNone(weak_secret("x" * 32))
+        self.assertIsNotNone(weak_secret("x" * 47, "HS384"))

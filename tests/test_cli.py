@@ -128,6 +128,48 @@ class ServeTests(AsyncTestCase):
         self.assertEqual(await self.stop(signal.SIGINT), 0)
 
     @gen_test(timeout=60)
+    async def test_sighup_is_logged_and_serving_goes_on(self):
+        """SIGHUP does not end the server: it logs one line and a connected client stays connected."""
+        port, _ = await self.start()
+        ws = await websocket_connect(f"ws://127.0.0.1:{port}/ws")
+        self.process.send_signal(signal.SIGHUP)
+        line = ""
+        while "SIGHUP" not in line:
+            line = (await asyncio.wait_for(self.process.stderr.readline(), TIMEOUT)).decode()
+            self.assertTrue(line, "stderr ended without a SIGHUP line")
+        ws.write_message(
+            json.dumps(
+                {"service": "pubsub", "message": {"command": "subscribe", "params": {"channel": "c"}, "callId": 1}}
+            )
+        )
+        self.assertEqual((await self.read(ws))["message"]["type"], "response")
+        self.assertIsNone(self.process.returncode)
+        self.assertEqual(await self.stop(), 0)
+        ws.close()
+
+    @gen_test(timeout=60)
+    async def test_port_in_use_is_one_line(self):
+        """A taken port: one line naming the address and port, exit 2, and nothing said to be up before it."""
+        import socket
+
+        for taken in ("frontend", "backend"):
+            with self.subTest(taken=taken), socket.socket() as holder:
+                holder.bind(("127.0.0.1", 0))
+                holder.listen()
+                port = holder.getsockname()[1]
+                flags = ["--port", str(port)] if taken == "frontend" else ["--port", "0", "--backend-port", str(port)]
+                env = {**os.environ, "SNORKY_API_KEY": "cli-key"}
+                result = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda flags=flags, env=env: run("serve", *flags, env=env)
+                )
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertEqual(result.stdout, "")
+                self.assertEqual(
+                    result.stderr.strip().splitlines(),
+                    [f"snorky: cannot listen on 127.0.0.1:{port}: address already in use"],
+                )
+
+    @gen_test(timeout=60)
     async def test_status_page_and_sockjs_info(self):
         """The status page and the SockJS info endpoint answer on the frontend port."""
         port, _ = await self.start()
@@ -221,24 +263,32 @@ class CommandLineTests(unittest.TestCase):
     def test_check_config_errors(self):
         """check-config names what is wrong and exits 2."""
         cases = [
-            ("[frontend]\nport = 'x'\n", "port must be a int"),
-            ("[frontend]\nprot = 1\n", "unknown key 'prot'"),
+            ("[frontend]\nport = 'x'\n", "[frontend] port: must be an integer, not the string 'x'"),
+            ("[frontend]\nprot = 1\n", "[frontend]: unknown key 'prot'; did you mean 'port'?"),
+            ("[frontend]\nmax_mesage_size = 1\n", "did you mean 'max_message_size'?"),
             ("bogus = 1\n", "unknown key 'bogus'"),
-            ("[services.a]\nclass = 'no.such.Module'\n", "cannot import no.such"),
+            ("[services.a]\nclass = 'no.such.Module'\n", "[services.a] class: cannot import no.such"),
             ("[services.a]\nclass = 'snorky.config.Config'\n", "is not a snorky Service"),
-            ("[services.a]\nclass = 'pubsub'\nweird = 1\n", "unexpected keyword"),
+            ("[services.a]\nclass = 'pubsb'\n", "unknown service 'pubsb'; did you mean 'pubsub'? (built-in: pubsub,"),
+            (
+                "[services.a]\nclass = 'pubsub'\nhistroy = 1\n",
+                "[services.a]: PubSubService has no option 'histroy'; did you mean 'history'?",
+            ),
             (
                 "[backend_services.b]\nclass = 'pubsub_backend'\nfrontend = 'missing'\n",
-                "no frontend service named 'missing'",
+                "[backend_services.b] frontend: no frontend service named 'missing'",
             ),
             ("this is [not toml", "invalid TOML"),
             ("log_level = 'loud'\n", "log_level must be one of"),
         ]
         for text, expected in cases:
             with self.subTest(text=text):
-                result = run("check-config", self.write(text))
+                path = self.write(text)
+                result = run("check-config", path)
                 self.assertEqual(result.returncode, 2, result.stdout)
                 self.assertIn(expected, result.stderr)
+                self.assertTrue(result.stderr.startswith(f"snorky: configuration error: {path}"), result.stderr)
+                self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
 
     def test_modules_beside_the_config_file(self):
         """A class in a module next to the configuration file can be named."""
@@ -284,6 +334,19 @@ class CommandLineTests(unittest.TestCase):
         claims = TokenVerifier(secret).verify(result.stdout.strip())
         self.assertEqual((claims["sub"], claims["info"], claims["channels"]), ("alice", {"name": "Alice"}, ["lobby"]))
 
+    def test_token_with_a_short_secret(self):
+        """A short HS256 secret still signs, with one warning in Snorky's words (not PyJWT's)."""
+        result = run("token", "--sub", "alice", "--secret", "short")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.count("."), 2)
+        self.assertEqual(
+            result.stderr.splitlines(),
+            [
+                "snorky: warning: the HS256 secret is 5 bytes long; use at least 32 random bytes, for example "
+                "the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            ],
+        )
+
     def test_token_without_secret(self):
         """snorky token without a secret says so and exits 2."""
         env = dict(os.environ)
@@ -326,6 +389,9 @@ class StaticFilesTests(AsyncTestCase):
                 self.assertIn(b"Snorky", (await client.fetch(base + "/status")).body)
                 response = await client.fetch(base + "/snorky.js", raise_error=False)
                 self.assertEqual(response.code, 200 if CLIENT_JS.exists() else 404)
+                types = await client.fetch(base + "/snorky.d.ts")
+                self.assertEqual(types.headers["Content-Type"], "application/typescript; charset=utf-8")
+                self.assertIn(b"declare", types.body)
                 self.assertIn((await client.fetch(base + "/../setup.py", raise_error=False)).code, (403, 404))
             finally:
                 await server.stop(grace=0.5)

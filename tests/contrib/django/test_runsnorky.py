@@ -66,7 +66,7 @@ class ConfigTests(SimpleTestCase):
     @override_settings(SNORKY={"frontend": {"port": "high"}})
     def test_bad_setting(self):
         """A bad SNORKY is ImproperlyConfigured, naming the key."""
-        with self.assertRaisesRegex(ImproperlyConfigured, "port must be a int"):
+        with self.assertRaisesRegex(ImproperlyConfigured, r"\[frontend\] port: must be an integer"):
             snorky_config()
 
 
