@@ -1,5 +1,6 @@
 """The documentation builds with warnings as errors."""
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,3 +34,18 @@ class ProtocolPageTests(unittest.TestCase):
             self.assertIn(f"``{code}``", page)
         for close_code in CLOSE_CODES:
             self.assertRegex(page, rf"(?m)^{close_code}\s")
+
+
+class InstallLineTests(unittest.TestCase):
+    def test_install_lines_work_from_a_clone(self):
+        """No install line in the README, docs or examples fetches the unrelated 0.1 from PyPI."""
+        root = DOCS.parent
+        texts = [root / "README.md", *DOCS.rglob("*.rst"), *(root / "examples").rglob("README.md")]
+        pypi_name = re.compile(r"^\s*(?:\S*/)?pip install\s+(?:-\S+\s+)*[\"']?snorky\b")  # a command line
+        offenders = [
+            f"{path.relative_to(root)}: {line.strip()}"
+            for path in texts
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if pypi_name.search(line)
+        ]
+        self.assertEqual(offenders, [])

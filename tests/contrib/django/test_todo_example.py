@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from tests.contrib.django.chromium import Chromium, chromium_version, find_chromium
+from tests.chromium import Chromium, chromium_version, find_chromium
 from tests.contrib.django.harness import ROOT, TIMEOUT, Browser
 
 EXAMPLE = ROOT / "examples" / "todo_django"
