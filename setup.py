@@ -30,6 +30,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MPL-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=find_packages(include=["snorky", "snorky.*"]),
     package_data={"snorky": ["static/*", "py.typed"]},
