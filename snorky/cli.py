@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from snorky.config import Config
 from snorky.errors import ConfigError, ListenError, SnorkyError
+from snorky.logs import LOG_FORMATS, JSONFormatter, setup_logging
 from snorky.version import __version__
 
 __all__ = ["main"]
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="frontend port (default 5001; 0 picks a free one)")
     serve.add_argument("--backend-port", type=int, help="backend port (default 5002; 0 picks a free one)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=list(LOG_FORMATS), help="text (default) or json, one object per line")
 
     publish = commands.add_parser("publish", help="publish a message through the backend port")
     publish.add_argument("channel")
@@ -74,10 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _importable_config_folder(path: str | None) -> None:
     """Let a configuration file name classes from modules beside it (demos, small apps)."""
     if path:
@@ -97,15 +95,19 @@ def _serve(args: argparse.Namespace) -> int:
         config.backend.port = args.backend_port
     if args.log_level is not None:
         config.log_level = args.log_level
-    _setup_logging(config.log_level)
-    asyncio.run(_run_server(config))
+    if args.log_format is not None:
+        config.log_format = args.log_format
+    handler = setup_logging(config.log_level, config.log_format)
+    asyncio.run(_run_server(config, handler))
     return 0
 
 
-async def _run_server(config: Config) -> None:
+async def _run_server(config: Config, log_handler: logging.Handler) -> None:
     from snorky.server import SnorkyServer
 
     server = SnorkyServer(config)
+    if isinstance(log_handler.formatter, JSONFormatter):
+        log_handler.formatter.node = server.broker.node_id
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from snorky.errors import ConfigError
+from snorky.logs import LOG_FORMATS
 from snorky.request_handlers.options import TransportOptions
 
 if sys.version_info >= (3, 11):
@@ -142,6 +143,8 @@ class Config:
     """Everything ``snorky serve`` needs; :meth:`load` reads it from a file."""
 
     log_level: str = "info"
+    log_format: str = "text"
+    """``"text"`` (for people) or ``"json"`` (one object per line, for log pipelines)."""
     broker: str = "memory"
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
@@ -188,6 +191,11 @@ class Config:
         config.log_level = _pop(data, "log_level", str, config.log_level, source).lower()
         if config.log_level not in LOG_LEVELS:
             raise ConfigError(f"{source}: log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")
+        config.log_format = _pop(data, "log_format", str, config.log_format, source).lower()
+        if config.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"{source}: log_format must be one of {', '.join(LOG_FORMATS)}, not {config.log_format!r}"
+            )
         config.broker = _pop(data, "broker", str, config.broker, source)
         if config.broker != "memory" and urlsplit(config.broker).scheme not in ("redis", "rediss", "redis+sentinel"):
             raise ConfigError(

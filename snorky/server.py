@@ -190,6 +190,35 @@ class ClientFileHandler(StaticFileHandler):
         return super().get_content_type()
 
 
+class HealthHandler(RequestHandler):
+    """``/health``: 200 while the process serves HTTP (a liveness probe)."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"status": "ok"})
+
+
+class ReadyHandler(RequestHandler):
+    """``/ready``: 200 when this node should get traffic; 503 naming why not (a readiness probe)."""
+
+    def initialize(self, server: SnorkyServer) -> None:
+        self.server = server
+
+    def get(self) -> None:
+        reasons = self.server.unready_reasons()
+        self.set_header("Cache-Control", "no-store")
+        if reasons:
+            self.set_status(503)
+            self.finish({"status": "unready", "reasons": reasons})
+        else:
+            self.finish({"status": "ready"})
+
+
+def health_routes(server: SnorkyServer) -> list[Any]:
+    """The probe routes served on both ports."""
+    return [(r"/health", HealthHandler), (r"/ready", ReadyHandler, {"server": server})]
+
+
 class StatusHandler(RequestHandler):
     """A small HTML page at ``/``: version, connections, services."""
 
@@ -243,12 +272,17 @@ class SnorkyServer:
         self._servers: list[HTTPServer] = []
         self.frontend_port: int | None = None
         self.backend_port: int | None = None
+        self.draining = False
+        """Set once the server starts to stop: ``/ready`` answers 503 from then on."""
 
     def frontend_app(self) -> Application:
         """The Tornado application of the public port."""
         fe = self.config.frontend
         options = vars(fe.transport).copy()
-        routes: list[Any] = [SnorkyWebSocketHandler.get_route(self.registry, fe.websocket_path, **options)]
+        routes: list[Any] = [
+            SnorkyWebSocketHandler.get_route(self.registry, fe.websocket_path, **options),
+            *health_routes(self),
+        ]
         if fe.sockjs_prefix:
             routes += SnorkySockJSHandler.get_routes(self.registry, fe.sockjs_prefix, **options)
         # The JavaScript client: classic script, ES module, type declarations.
@@ -271,7 +305,7 @@ class SnorkyServer:
             max_message_size=be.max_message_size,
             timeout=be.timeout,
         )
-        return Application([route], log_function=_access_log)
+        return Application([route, *health_routes(self)], log_function=_access_log)
 
     async def start(self) -> None:
         """Start the broker and listen on the configured ports (port 0 picks a free one).
@@ -305,11 +339,21 @@ class SnorkyServer:
         self._servers.append(server)
         return int(sockets[0].getsockname()[1])
 
+    def unready_reasons(self) -> list[str]:
+        """Why this node should not get new traffic now (empty when it is ready)."""
+        reasons = []
+        if self.draining:
+            reasons.append("draining")
+        if not self.broker.reachable:
+            reasons.append("broker unreachable")
+        return reasons
+
     async def stop(self, grace: float = 3.0) -> None:
         """Stop accepting, close every client with code 1001 (going away), stop the broker.
 
         Clients get up to ``grace`` seconds to answer the close handshake.
         """
+        self.draining = True
         for server in self._servers:
             server.stop()
         for client in list(self.registry.clients):

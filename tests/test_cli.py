@@ -128,6 +128,35 @@ class ServeTests(AsyncTestCase):
         self.assertEqual(await self.stop(signal.SIGINT), 0)
 
     @gen_test(timeout=60)
+    async def test_json_log_lines(self):
+        """--log-format json: every line is one JSON object with the stable fields, and client lines
+        name the client's address and identity."""
+        from snorky.auth import sign_token
+
+        secret = "json-log-secret-long-enough-for-hs256"
+        os.environ["SNORKY_TOKEN_SECRET"] = secret
+        try:
+            port, _ = await self.start("--log-format", "json")
+        finally:
+            del os.environ["SNORKY_TOKEN_SECRET"]
+        ws = await websocket_connect(f"ws://127.0.0.1:{port}/ws?token={sign_token('erin', secret)}")
+        ws.write_message("{not json")
+        self.assertEqual((await self.read(ws))["message"]["code"], "invalid_json")
+        ws.close()
+        await self.stop()
+        lines = [json.loads(line) for line in self.stderr.splitlines()]
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertLessEqual({"time", "level", "logger", "node", "event"}, set(line))
+            self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertTrue(line["node"])
+        (refused,) = [line for line in lines if line["event"].startswith("Invalid JSON")]
+        self.assertEqual(
+            (refused["level"], refused["logger"], refused["client"], refused["identity"]),
+            ("warning", "snorky", "127.0.0.1", "erin"),
+        )
+
+    @gen_test(timeout=60)
     async def test_sighup_is_logged_and_serving_goes_on(self):
         """SIGHUP does not end the server: it logs one line and a connected client stays connected."""
         port, _ = await self.start()

@@ -198,6 +198,11 @@ class Broker(ABC):
         """Counters for the status page and server info."""
         return {}
 
+    @property
+    def reachable(self) -> bool:
+        """Whether the broker can carry messages now (a networked broker may be cut off)."""
+        return bool(self.stats().get("connected", True))
+
     async def start(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Connect (networked brokers); the in-memory broker has nothing to do."""
 
