@@ -1,4 +1,4 @@
-"""The ``snorky`` command: ``serve``, ``publish``, ``check-config`` (also ``python -m snorky``)."""
+"""The ``snorky`` command: serve, publish, token, check-config, genconfig (also ``python -m snorky``)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("file")
+
+    generate = commands.add_parser("genconfig", help="write a configuration file with every option and its default")
+    generate.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: standard output)")
     return parser
 
 
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _publish(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "genconfig":
+            return _genconfig(args.output)
         return _check_config(args.file)
     except ConfigError as error:
         print(f"snorky: configuration error: {error}", file=sys.stderr)
@@ -185,6 +190,23 @@ def _token(args: argparse.Namespace) -> int:
         print(f"snorky: cannot sign: {error}", file=sys.stderr)
         return 2
     print(token)
+    return 0
+
+
+def _genconfig(output: str | None) -> int:
+    from snorky.genconfig import generate
+
+    text = generate()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            with open(output, "x", encoding="utf-8") as handle:  # never overwrite a configuration
+                handle.write(text)
+        except OSError as error:
+            print(f"snorky: cannot write {output}: {error.strerror}", file=sys.stderr)
+            return 2
+        print(f"wrote {output}; check it with: snorky check-config {output}", file=sys.stderr)
     return 0
 
 

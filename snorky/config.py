@@ -59,8 +59,11 @@ class FrontendConfig:
     """The public port browsers connect to."""
 
     address: str = "127.0.0.1"
+    """The address to listen on ("0.0.0.0" for every interface)."""
     port: int = 5001
+    """The port to listen on; 0 picks a free one."""
     websocket_path: str = "/ws"
+    """URL path of the WebSocket endpoint."""
     sockjs_prefix: str = "/sockjs"
     """URL prefix of the SockJS endpoint; an empty string disables SockJS."""
     status_page: bool = True
@@ -76,14 +79,19 @@ class BackendConfig:
     """The private port trusted application servers call."""
 
     address: str = "127.0.0.1"
+    """The address to listen on; keep it private (loopback or an internal network)."""
     port: int = 5002
+    """The port to listen on; 0 picks a free one."""
     path: str = "/backend"
+    """URL path application servers POST to."""
     api_key: str | None = None
     """The key clients must send in ``X-Backend-Key``; ``SNORKY_API_KEY`` overrides it.
 
     Without a key the backend port is not opened at all."""
     max_message_size: int = 1024 * 1024
+    """Largest request body in bytes; a bigger one is answered 413."""
     timeout: float = 30.0
+    """Seconds a service may take to answer before the request is answered 504."""
 
 
 @dataclass
@@ -143,9 +151,12 @@ class Config:
     """Everything ``snorky serve`` needs; :meth:`load` reads it from a file."""
 
     log_level: str = "info"
+    """The lowest level logged: debug, info, warning, error or critical."""
     log_format: str = "text"
     """``"text"`` (for people) or ``"json"`` (one object per line, for log pipelines)."""
     broker: str = "memory"
+    """Where fan-outs go: "memory" (one process), "redis://host:6379/0", or
+    "redis+sentinel://host:26379,host2:26379/mymaster" (several nodes as one server)."""
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)

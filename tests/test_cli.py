@@ -434,3 +434,32 @@ class StaticFilesTests(AsyncTestCase):
         config = Config.from_dict({"frontend": {"static_dir": "/nonexistent/site"}})
         with self.assertRaises(ConfigError):
             SnorkyServer(config).frontend_app()
+
+
+class GenconfigTests(unittest.TestCase):
+    def test_generated_file_is_valid_and_in_the_docs(self):
+        """snorky genconfig writes a file check-config accepts, holding every option; the docs show it."""
+        import tempfile
+        from dataclasses import fields
+        from pathlib import Path
+
+        from snorky.genconfig import SECTIONS
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "snorky.toml")
+            result = run("genconfig", "-o", path)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            checked = run("check-config", path)
+            self.assertEqual(checked.returncode, 0, checked.stderr)
+            text = Path(path).read_text()
+            again = run("genconfig", "-o", path)
+            self.assertEqual((again.returncode, Path(path).read_text()), (2, text))  # never overwritten
+        for _section, classes, _heading in SECTIONS:
+            for cls in classes:
+                for field in fields(cls):
+                    if field.name not in ("source", "services", "backend_services", "transport"):
+                        if not isinstance(getattr(cls(), field.name), (int, float, str, bool, list, type(None))):
+                            continue
+                        self.assertRegex(text, rf"(?m)^(# )?{field.name} = ", field.name)
+        docs = Path(__file__).parent.parent / "docs" / "topics" / "snorky-defaults.toml"
+        self.assertEqual(docs.read_text(), text, "regenerate it: snorky genconfig > docs/topics/snorky-defaults.toml")
