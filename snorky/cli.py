@@ -211,11 +211,13 @@ def _genconfig(output: str | None) -> int:
 
 
 def _check_config(path: str) -> int:
-    from snorky.server import SnorkyServer
+    from snorky.brokers.memory import MemoryBroker
+    from snorky.server import SnorkyServer, build_broker
 
     _importable_config_folder(path)
     config = Config.load(path, env={})
-    server = SnorkyServer(config)
+    build_broker(config)  # the broker's options and library, without connecting to it
+    server = SnorkyServer(config, broker=MemoryBroker())
     services = ", ".join(f"{name} ({type(s).__name__})" for name, s in server.registry.registered_services.items())
     backend = ", ".join(server.backend_registry.registered_services) or "none"
     print(f"{path}: OK. Services: {services or 'none'}. Backend services: {backend}.")

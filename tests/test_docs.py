@@ -49,3 +49,14 @@ class InstallLineTests(unittest.TestCase):
             if pypi_name.search(line)
         ]
         self.assertEqual(offenders, [])
+
+
+class ReadmeCommandTests(unittest.TestCase):
+    def test_ci_runs_exactly_the_readme_test_command(self):
+        """.ci/run's command is the README's test command, character for character."""
+        root = DOCS.parent
+        readme = (root / "README.md").read_text(encoding="utf-8")
+        section = readme.split("## Test it", 1)[1]
+        command = re.search(r"```sh\n(.+?)\n```", section, re.S)[1].strip()
+        ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+        self.assertEqual(ci[-1], command)
