@@ -17,11 +17,15 @@ Programs should test the code; people read the message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "ERROR_CODES",
     "CLOSE_CODES",
+    "CLOSE_TABLE",
+    "CloseCode",
+    "CLOSE_INTERNAL_ERROR",
+    "CLOSE_SERVICE_RESTART",
     "SnorkyError",
     "RPCError",
     "ProtocolError",
@@ -86,32 +90,59 @@ ERROR_CODES: dict[str, str] = {
 
 _CODE_BY_MESSAGE = {message: code for code, message in ERROR_CODES.items()}
 
+class CloseCode(NamedTuple):
+    """A close code Snorky sends: its number, the reason text sent with it, and what
+    the client should do next."""
+
+    code: int
+    reason: str
+    reconnect: str
+    """``"no"``: stay closed (the server meant it, or nothing would change);
+    ``"backoff"``: reconnect with the usual growing delay; ``"now"``: reconnect at
+    once, without counting it as a failure (this node is going away, another will
+    take the connection); ``"new token"``: reconnect only with a new token."""
+    meaning: str
+
+
+CLOSE_TABLE: dict[int, CloseCode] = {
+    c.code: c
+    for c in (
+        CloseCode(1001, "server shutting down", "backoff", "the server stopped at once (not a drain)"),
+        CloseCode(1009, "message too big", "backoff", "an incoming message was over max_message_size"),
+        CloseCode(1011, "internal error", "backoff", "the server failed while handling the connection"),
+        CloseCode(1012, "server restarting", "now", "the node is draining before it stops: reconnect now, elsewhere"),
+        CloseCode(4001, "invalid token", "new token", "the token given at connect is forged, malformed or revoked"),
+        CloseCode(4002, "token expired", "new token", "the token expired and was not refreshed in time"),
+        CloseCode(4003, "origin not allowed", "no", "SockJS: the page's origin is not allowed"),
+        CloseCode(4004, "disconnected by the server", "no", "the server disconnected the client on purpose"),
+        CloseCode(4008, "slow client", "backoff", "more than max_unsent_bytes were waiting to be sent"),
+    )
+}
+"""Every close code Snorky sends, as centrifuge lists its disconnect codes: the
+protocol reference and ``snorky.js`` follow this table."""
+
+CLOSE_GOING_AWAY = 1001
+"""WebSocket close code sent to every client when the server stops at once."""
+CLOSE_MESSAGE_TOO_BIG = 1009
+"""WebSocket close code for an incoming message over ``max_message_size``."""
+CLOSE_INTERNAL_ERROR = 1011
+"""Close code for a connection the server failed on (its own bug, logged)."""
+CLOSE_SERVICE_RESTART = 1012
+"""Close code sent while a node drains before it stops: reconnect now (to another node)."""
 CLOSE_INVALID_TOKEN = 4001
 """Close code for a connection whose token is forged, malformed or revoked."""
 CLOSE_TOKEN_EXPIRED = 4002
 """Close code for a connection whose token expired without a refresh."""
-CLOSE_DISCONNECTED = 4004
-"""Close code for a connection the server disconnected on purpose (server control)."""
-CLOSE_GOING_AWAY = 1001
-"""WebSocket close code sent to every client when the server shuts down."""
-CLOSE_MESSAGE_TOO_BIG = 1009
-"""WebSocket close code for an incoming message over ``max_message_size``."""
 CLOSE_FORBIDDEN_ORIGIN = 4003
 """SockJS close code for a session opened from an origin that is not allowed.
 
 (A WebSocket handshake from such an origin is refused with HTTP 403 instead.)"""
+CLOSE_DISCONNECTED = 4004
+"""Close code for a connection the server disconnected on purpose (server control)."""
 CLOSE_SLOW_CLIENT = 4008
 """Close code for a client whose unsent bytes passed ``max_unsent_bytes``."""
 
-CLOSE_CODES: dict[int, str] = {
-    CLOSE_GOING_AWAY: "server shutting down",
-    CLOSE_MESSAGE_TOO_BIG: "message too big",
-    CLOSE_FORBIDDEN_ORIGIN: "origin not allowed",
-    CLOSE_INVALID_TOKEN: "invalid token",
-    CLOSE_TOKEN_EXPIRED: "token expired",
-    CLOSE_DISCONNECTED: "disconnected by the server",
-    CLOSE_SLOW_CLIENT: "slow client",
-}
+CLOSE_CODES: dict[int, str] = {code: entry.reason for code, entry in CLOSE_TABLE.items()}
 """Close codes Snorky sends, with the reason text sent beside them."""
 
 

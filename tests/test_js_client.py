@@ -104,6 +104,25 @@ class BuildTests(unittest.TestCase):
         self.assertAlmostEqual(float(stated.group(1)), measured, delta=measured * 0.05)
 
 
+class CloseCodeTests(unittest.TestCase):
+    def test_client_follows_the_server_close_table(self):
+        """snorky.js knows every close code the server sends and reconnects as the server's table says."""
+        from snorky.errors import CLOSE_TABLE
+
+        script = (
+            'import("./src/errors.js").then((m) => console.log(JSON.stringify({codes: Object.values(m.CloseCodes),'
+            " reconnect: m.CloseReconnect})))"
+        )
+        result = run_node(["--input-type=module", "-e", script], timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        client = json.loads(result.stdout)
+        self.assertLessEqual(set(CLOSE_TABLE), set(client["codes"]))
+        self.assertEqual(
+            {int(code): advice for code, advice in client["reconnect"].items()},
+            {code: entry.reconnect for code, entry in CLOSE_TABLE.items()},
+        )
+
+
 class NodeTests(unittest.TestCase):
     def assertPassed(self, result: subprocess.CompletedProcess[str]) -> None:
         self.assertEqual(result.returncode, 0, f"{result.stdout[-20000:]}\n{result.stderr[-5000:]}")

@@ -6,7 +6,7 @@
  */
 
 import { backoffDelay, hasOwn, readTokenClaims } from "./encoding.js";
-import { CloseCodes, SnorkyError } from "./errors.js";
+import { CloseCodes, CloseReconnect, SnorkyError } from "./errors.js";
 import { Signal, rethrowLater } from "./signal.js";
 
 /** Connection states, in `snorky.state` and the `stateChanged` signal. */
@@ -37,8 +37,10 @@ const DEFAULTS = Object.freeze({
  * Close codes after which the client does not reconnect by itself: the server
  * disconnected it on purpose (4004), or refused the page's origin (4003).
  */
-const FINAL_CLOSE_CODES = new Set([CloseCodes.DISCONNECTED, CloseCodes.FORBIDDEN_ORIGIN]);
-const TOKEN_CLOSE_CODES = new Set([CloseCodes.INVALID_TOKEN, CloseCodes.TOKEN_EXPIRED]);
+/** How a close code asks the client to go on ("backoff" when the server did not say). */
+function reconnectAfter(code) {
+  return CloseReconnect[code] ?? "backoff";
+}
 
 /**
  * A Snorky client.
@@ -393,15 +395,16 @@ export class Snorky {
     this._clearTimers();
     this._rejectAll(false, "disconnected", `Snorky: connection lost (code ${code})`);
     this._forEachService((service) => service._connectionLost());
-    if (TOKEN_CLOSE_CODES.has(code)) {
+    const next = reconnectAfter(code);
+    if (next === "new token") {
       this._tokenRefused = true;
       this._emitError(new SnorkyError(`Snorky: the server refused the token (${reason || code})`, tokenCode(code)));
     }
     const willReconnect =
       !this._closedByUser &&
       this.options.reconnect !== false &&
-      !FINAL_CLOSE_CODES.has(code) &&
-      !(TOKEN_CLOSE_CODES.has(code) && typeof this.options.getToken !== "function");
+      next !== "no" &&
+      !(next === "new token" && typeof this.options.getToken !== "function");
     this._log("= closed", code, reason, willReconnect ? "(will reconnect)" : "");
     if (wasOpen || !willReconnect) {
       this.disconnected.dispatch({ code, reason, willReconnect });
@@ -415,8 +418,15 @@ export class Snorky {
   }
 
   _scheduleReconnect(code) {
-    const delay = backoffDelay(this._attempt, this.options.backoff, this._random);
-    this._attempt++;
+    let delay;
+    if (reconnectAfter(code) === "now") {
+      // The node is draining and spreads its closes over time: go at once, elsewhere,
+      // and do not count it as a failure (the backoff stays where it was).
+      delay = Math.floor(this._random() * this.options.backoff.base);
+    } else {
+      delay = backoffDelay(this._attempt, this.options.backoff, this._random);
+      this._attempt++;
+    }
     this._setState(States.RECONNECTING);
     this.reconnecting.dispatch({ attempt: this._attempt, delay, code });
     this._reconnectTimer = setTimeout(() => {

@@ -40,9 +40,30 @@ export const CloseCodes = Object.freeze({
   GOING_AWAY: 1001,
   ABNORMAL: 1006,
   MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
   INVALID_TOKEN: 4001,
   TOKEN_EXPIRED: 4002,
   FORBIDDEN_ORIGIN: 4003,
   DISCONNECTED: 4004,
   SLOW_CLIENT: 4008,
+});
+
+/**
+ * What to do after each close code the server sends, as the server's table says
+ * (snorky.errors.CLOSE_TABLE): "no" (stay closed), "backoff" (reconnect with a
+ * growing delay), "now" (reconnect at once, not counted as a failure: the node is
+ * draining) or "new token" (reconnect only with a new token, from `getToken`).
+ * Codes not listed (1006 and other network failures) reconnect with backoff.
+ */
+export const CloseReconnect = Object.freeze({
+  [CloseCodes.GOING_AWAY]: "backoff",
+  [CloseCodes.MESSAGE_TOO_BIG]: "backoff",
+  [CloseCodes.INTERNAL_ERROR]: "backoff",
+  [CloseCodes.SERVICE_RESTART]: "now",
+  [CloseCodes.INVALID_TOKEN]: "new token",
+  [CloseCodes.TOKEN_EXPIRED]: "new token",
+  [CloseCodes.FORBIDDEN_ORIGIN]: "no",
+  [CloseCodes.DISCONNECTED]: "no",
+  [CloseCodes.SLOW_CLIENT]: "backoff",
 });

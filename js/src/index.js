@@ -13,7 +13,7 @@
 
 import { Snorky, States } from "./client.js";
 import { backoffDelay, readTokenClaims, stableStringify } from "./encoding.js";
-import { CloseCodes, SnorkyError } from "./errors.js";
+import { CloseCodes, CloseReconnect, SnorkyError } from "./errors.js";
 import { RPCService, Service } from "./services/base.js";
 import { Chat } from "./services/chat.js";
 import {
@@ -40,6 +40,7 @@ Object.assign(Snorky, {
   SignalBinding,
   SnorkyError,
   CloseCodes,
+  CloseReconnect,
   States,
   Service,
   RPCService,
@@ -62,6 +63,7 @@ export {
   SignalBinding,
   SnorkyError,
   CloseCodes,
+  CloseReconnect,
   Service,
   RPCService,
   PubSub,

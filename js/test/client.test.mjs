@@ -270,7 +270,25 @@ describe("Losing the connection", () => {
     });
   }
 
-  for (const code of [1001, 1006, 1009, 4008]) {
+  it("reconnects at once after 1012 (a draining node), without growing the backoff", async () => {
+    const { snorky, Socket } = fakeClient({}, { backoff: { base: 4, max: 10 } });
+    snorky._random = () => 0.5;
+    await openSocket(Socket);
+    const delays = [];
+    snorky.reconnecting.add(({ delay, attempt }) => delays.push([delay, attempt]));
+    await reconnect(snorky, Socket); // 1006: a failure, counted
+    await reconnect(snorky, Socket, 1012); // a drain: half of base, and not counted
+    await reconnect(snorky, Socket, 1012);
+    await reconnect(snorky, Socket); // the count goes on from where failures left it
+    assert.deepEqual(delays, [
+      [2, 1],
+      [2, 1],
+      [2, 1],
+      [4, 2],
+    ]);
+  });
+
+  for (const code of [1001, 1006, 1009, 1011, 1012, 4008]) {
     it(`reconnects after close code ${code}`, async () => {
       const { snorky, Socket } = fakeClient();
       await openSocket(Socket);

@@ -46,12 +46,17 @@ export declare const CloseCodes: Readonly<{
   GOING_AWAY: 1001;
   ABNORMAL: 1006;
   MESSAGE_TOO_BIG: 1009;
+  INTERNAL_ERROR: 1011;
+  SERVICE_RESTART: 1012;
   INVALID_TOKEN: 4001;
   TOKEN_EXPIRED: 4002;
   FORBIDDEN_ORIGIN: 4003;
   DISCONNECTED: 4004;
   SLOW_CLIENT: 4008;
 }>;
+
+/** What the client does after each close code: stay closed, back off, go now, or get a new token. */
+export declare const CloseReconnect: Readonly<Record<number, "no" | "backoff" | "now" | "new token">>;
 
 export type State = "connecting" | "connected" | "reconnecting" | "disconnected";
 
@@ -173,6 +178,7 @@ export declare class Snorky<Services extends Record<string, Service> = Record<st
   static readonly SignalBinding: typeof SignalBinding;
   static readonly SnorkyError: typeof SnorkyError;
   static readonly CloseCodes: typeof CloseCodes;
+  static readonly CloseReconnect: typeof CloseReconnect;
   static readonly States: typeof States;
   static readonly Service: typeof Service;
   static readonly RPCService: typeof RPCService;

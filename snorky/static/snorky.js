@@ -60,11 +60,24 @@
     GOING_AWAY: 1001,
     ABNORMAL: 1006,
     MESSAGE_TOO_BIG: 1009,
+    INTERNAL_ERROR: 1011,
+    SERVICE_RESTART: 1012,
     INVALID_TOKEN: 4001,
     TOKEN_EXPIRED: 4002,
     FORBIDDEN_ORIGIN: 4003,
     DISCONNECTED: 4004,
     SLOW_CLIENT: 4008
+  });
+  var CloseReconnect = Object.freeze({
+    [CloseCodes.GOING_AWAY]: "backoff",
+    [CloseCodes.MESSAGE_TOO_BIG]: "backoff",
+    [CloseCodes.INTERNAL_ERROR]: "backoff",
+    [CloseCodes.SERVICE_RESTART]: "now",
+    [CloseCodes.INVALID_TOKEN]: "new token",
+    [CloseCodes.TOKEN_EXPIRED]: "new token",
+    [CloseCodes.FORBIDDEN_ORIGIN]: "no",
+    [CloseCodes.DISCONNECTED]: "no",
+    [CloseCodes.SLOW_CLIENT]: "backoff"
   });
 
   // src/signal.js
@@ -210,8 +223,9 @@
     createSocket: null,
     sockjs: null
   });
-  var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([CloseCodes.DISCONNECTED, CloseCodes.FORBIDDEN_ORIGIN]);
-  var TOKEN_CLOSE_CODES = /* @__PURE__ */ new Set([CloseCodes.INVALID_TOKEN, CloseCodes.TOKEN_EXPIRED]);
+  function reconnectAfter(code) {
+    return CloseReconnect[code] ?? "backoff";
+  }
   var Snorky = class {
     /**
      * @param {any} socketClass a WebSocket-like class (`WebSocket`, `SockJS`), or the options object
@@ -517,11 +531,12 @@
       this._clearTimers();
       this._rejectAll(false, "disconnected", `Snorky: connection lost (code ${code})`);
       this._forEachService((service) => service._connectionLost());
-      if (TOKEN_CLOSE_CODES.has(code)) {
+      const next = reconnectAfter(code);
+      if (next === "new token") {
         this._tokenRefused = true;
         this._emitError(new SnorkyError(`Snorky: the server refused the token (${reason || code})`, tokenCode(code)));
       }
-      const willReconnect = !this._closedByUser && this.options.reconnect !== false && !FINAL_CLOSE_CODES.has(code) && !(TOKEN_CLOSE_CODES.has(code) && typeof this.options.getToken !== "function");
+      const willReconnect = !this._closedByUser && this.options.reconnect !== false && next !== "no" && !(next === "new token" && typeof this.options.getToken !== "function");
       this._log("= closed", code, reason, willReconnect ? "(will reconnect)" : "");
       if (wasOpen || !willReconnect) {
         this.disconnected.dispatch({ code, reason, willReconnect });
@@ -534,8 +549,13 @@
       }
     }
     _scheduleReconnect(code) {
-      const delay = backoffDelay(this._attempt, this.options.backoff, this._random);
-      this._attempt++;
+      let delay;
+      if (reconnectAfter(code) === "now") {
+        delay = Math.floor(this._random() * this.options.backoff.base);
+      } else {
+        delay = backoffDelay(this._attempt, this.options.backoff, this._random);
+        this._attempt++;
+      }
       this._setState(States.RECONNECTING);
       this.reconnecting.dispatch({ attempt: this._attempt, delay, code });
       this._reconnectTimer = setTimeout(() => {
@@ -1872,6 +1892,7 @@
     SignalBinding,
     SnorkyError,
     CloseCodes,
+    CloseReconnect,
     States,
     Service,
     RPCService,
