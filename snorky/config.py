@@ -6,11 +6,9 @@ Every key is optional; an unknown key is an error that names it. See
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from urllib.parse import urlsplit
 
 from snorky.errors import ConfigError
 from snorky.logs import LOG_FORMATS
+from snorky.options import fill_options, pop_option, suggest, unknown_key
 from snorky.request_handlers.options import TransportOptions
 
 if sys.version_info >= (3, 11):
@@ -34,8 +33,6 @@ __all__ = [
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
-    "suggest",
-    "unknown_key",
 ]
 
 BUILTIN_SERVICES: dict[str, str] = {
@@ -199,100 +196,39 @@ class Config:
         """Build a configuration from parsed TOML data, checking every key."""
         data = dict(data)
         config = cls(source=source)
-        config.log_level = _pop(data, "log_level", str, config.log_level, source).lower()
+        config.log_level = pop_option(data, "log_level", str, config.log_level, source).lower()
         if config.log_level not in LOG_LEVELS:
             raise ConfigError(f"{source}: log_level must be one of {', '.join(LOG_LEVELS)}, not {config.log_level!r}")
-        config.log_format = _pop(data, "log_format", str, config.log_format, source).lower()
+        config.log_format = pop_option(data, "log_format", str, config.log_format, source).lower()
         if config.log_format not in LOG_FORMATS:
             raise ConfigError(
                 f"{source}: log_format must be one of {', '.join(LOG_FORMATS)}, not {config.log_format!r}"
             )
-        config.broker = _pop(data, "broker", str, config.broker, source)
+        config.broker = pop_option(data, "broker", str, config.broker, source)
         if config.broker != "memory" and urlsplit(config.broker).scheme not in ("redis", "rediss", "redis+sentinel"):
             raise ConfigError(
                 f'{source}: broker must be "memory", "redis://host:port/db" or "redis+sentinel://host:port/service"'
             )
-        _fill(config.redis, dict(_pop(data, "redis", dict, {}, source)), f"{source}: [redis]")
+        fill_options(config.redis, dict(pop_option(data, "redis", dict, {}, source)), f"{source}: [redis]")
 
-        frontend = dict(_pop(data, "frontend", dict, {}, source))
+        frontend = dict(pop_option(data, "frontend", dict, {}, source))
         transport_keys = {f.name for f in fields(TransportOptions)}
         transport = {key: frontend.pop(key) for key in list(frontend) if key in transport_keys}
-        _fill(config.frontend, frontend, f"{source}: [frontend]", transport_keys)
-        _fill(config.frontend.transport, transport, f"{source}: [frontend]")
-        _fill(config.backend, dict(_pop(data, "backend", dict, {}, source)), f"{source}: [backend]")
-        _fill(config.auth, dict(_pop(data, "auth", dict, {}, source)), f"{source}: [auth]")
+        fill_options(config.frontend, frontend, f"{source}: [frontend]", transport_keys)
+        fill_options(config.frontend.transport, transport, f"{source}: [frontend]")
+        fill_options(config.backend, dict(pop_option(data, "backend", dict, {}, source)), f"{source}: [backend]")
+        fill_options(config.auth, dict(pop_option(data, "auth", dict, {}, source)), f"{source}: [auth]")
 
         if "services" in data:
-            config.services = _specs(_pop(data, "services", dict, {}, source), f"{source}: [services]")
+            config.services = _specs(pop_option(data, "services", dict, {}, source), f"{source}: [services]")
         if "backend_services" in data:
             config.backend_services = _specs(
-                _pop(data, "backend_services", dict, {}, source), f"{source}: [backend_services]"
+                pop_option(data, "backend_services", dict, {}, source), f"{source}: [backend_services]"
             )
         if data:
             top = [f.name for f in fields(cls) if f.name != "source"]
             raise unknown_key(source, sorted(data)[0], top)
         return config
-
-
-_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
-
-
-_NOUNS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
-
-
-def _kind(value: Any) -> str:
-    """A TOML value as errors describe it: ``the string 'x'`` (the value only when short)."""
-    noun = _NOUNS.get(type(value), type(value).__name__)
-    shown = repr(value)
-    return f"the {noun} {shown}" if len(shown) <= 40 else f"a {noun}"
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def unknown_key(where: str, key: str, known: Iterable[str]) -> ConfigError:
-    """The error for a key nobody reads, with the closest valid one."""
-    return ConfigError(f"{where}: unknown key {key!r}{suggest(key, known)}")
-
-
-def _pop(data: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
-    if key not in data:
-        return default
-    value = data.pop(key)
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: {key} must be {_KINDS[kind]}, not {_kind(value)}")
-    return value
-
-
-def _fill(target: Any, values: dict[str, Any], where: str, also: Iterable[str] = ()) -> None:
-    """Set each of ``values`` on the dataclass ``target``, checking names and types.
-
-    ``also`` names keys valid in the same section but read elsewhere (for suggestions).
-    """
-    known = {f.name for f in fields(target)} - {"transport"}
-    for key, value in values.items():
-        if key not in known:
-            raise unknown_key(where, key, known | set(also))
-        current = getattr(target, key)
-        expected: tuple[type, ...]
-        if isinstance(current, bool):
-            expected = (bool,)
-        elif isinstance(current, float):
-            expected = (int, float)
-        elif isinstance(current, int):
-            expected = (int,)
-        elif isinstance(current, list):
-            expected = (list,)
-        else:
-            expected = (str,)
-        if not isinstance(value, expected) or (expected != (bool,) and isinstance(value, bool)):
-            raise ConfigError(f"{where} {key}: must be {_KINDS[expected[-1]]}, not {_kind(value)}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ConfigError(f"{where} {key}: must not be negative, not {value!r}")
-        setattr(target, key, value)
 
 
 def _specs(table: dict[str, Any], where: str) -> list[ServiceSpec]:

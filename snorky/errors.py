@@ -90,6 +90,7 @@ ERROR_CODES: dict[str, str] = {
 
 _CODE_BY_MESSAGE = {message: code for code, message in ERROR_CODES.items()}
 
+
 class CloseCode(NamedTuple):
     """A close code Snorky sends: its number, the reason text sent with it, and what
     the client should do next."""

@@ -25,8 +25,9 @@ from tornado.web import Application, RequestHandler, StaticFileHandler
 from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
-from snorky.config import AuthConfig, Config, ServiceSpec, load_class, suggest
+from snorky.config import AuthConfig, Config, ServiceSpec, load_class
 from snorky.errors import CLOSE_GOING_AWAY, ConfigError, ListenError
+from snorky.options import suggest
 from snorky.request_handlers.http import BackendHTTPHandler
 from snorky.request_handlers.sockjs import SnorkySockJSHandler
 from snorky.request_handlers.websocket import SnorkyWebSocketHandler
