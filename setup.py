@@ -11,7 +11,7 @@ VERSION = re.search(
 ).group(1)
 
 DOCS = ["sphinx>=7,<10"]
-REDIS = ["redis[hiredis]>=5,<9"]
+REDIS = ["redis[hiredis]>=5.0.1,<9"]
 DJANGO = ["django>=5.0,<7", "djangorestframework>=3.15,<4"]
 TEST = [
     "pytest>=8,<10",

@@ -126,8 +126,19 @@ async def _run_server(config: Config, log_handler: logging.Handler) -> None:
         flush=True,
     )
     await stop.wait()
-    logger.info("= shutting down")
-    await server.stop()
+    stop.clear()
+    logger.info(
+        "= stopping: sending clients elsewhere over %.1f s (signal again to stop at once)", config.frontend.drain_window
+    )
+    stopping = asyncio.ensure_future(server.stop())
+    hurried = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopping, hurried], return_when=asyncio.FIRST_COMPLETED)
+    if not stopping.done():
+        logger.info("= stopping at once")
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+        await server.stop(grace=1.0, window=0)
+    hurried.cancel()
     logger.info("= stopped")
 
 

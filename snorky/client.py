@@ -53,5 +53,12 @@ class Client:
         """Send an :class:`~snorky.protocol.Outbound` message; the default calls :meth:`send`."""
         self.send(out.value)
 
+    def close(self, code: int, reason: str | None = None) -> None:
+        """Close the connection with ``code`` (see :data:`snorky.errors.CLOSE_TABLE`).
+
+        ``reason`` defaults to the table's text for the code. A client that cannot be
+        closed (one backend HTTP request, say) does nothing.
+        """
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.remote_address} identity={self.identity!r}>"

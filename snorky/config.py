@@ -68,6 +68,9 @@ class FrontendConfig:
     static_dir: str = ""
     """A folder of files served at ``/`` (``index.html`` for folders), relative to the
     configuration file; for pages that use Snorky, such as the demos."""
+    drain_window: float = 5.0
+    """Seconds over which a stopping node (SIGTERM) sends its clients elsewhere, each at a
+    random moment, so that the other nodes are not hit all at once; 0 sends them at once."""
     transport: TransportOptions = field(default_factory=TransportOptions)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "CloseCode",
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_SERVICE_RESTART",
+    "CLOSE_TRY_AGAIN_LATER",
     "SnorkyError",
     "RPCError",
     "ProtocolError",
@@ -112,6 +113,7 @@ CLOSE_TABLE: dict[int, CloseCode] = {
         CloseCode(1009, "message too big", "backoff", "an incoming message was over max_message_size"),
         CloseCode(1011, "internal error", "backoff", "the server failed while handling the connection"),
         CloseCode(1012, "server restarting", "now", "the node is draining before it stops: reconnect now, elsewhere"),
+        CloseCode(1013, "try again later", "backoff", "the node is draining and takes no new connection"),
         CloseCode(4001, "invalid token", "new token", "the token given at connect is forged, malformed or revoked"),
         CloseCode(4002, "token expired", "new token", "the token expired and was not refreshed in time"),
         CloseCode(4003, "origin not allowed", "no", "SockJS: the page's origin is not allowed"),
@@ -130,6 +132,8 @@ CLOSE_INTERNAL_ERROR = 1011
 """Close code for a connection the server failed on (its own bug, logged)."""
 CLOSE_SERVICE_RESTART = 1012
 """Close code sent while a node drains before it stops: reconnect now (to another node)."""
+CLOSE_TRY_AGAIN_LATER = 1013
+"""Close code for a connection made to a node that drains: try again later (elsewhere)."""
 CLOSE_INVALID_TOKEN = 4001
 """Close code for a connection whose token is forged, malformed or revoked."""
 CLOSE_TOKEN_EXPIRED = 4002

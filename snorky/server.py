@@ -14,6 +14,7 @@ import asyncio
 import html
 import inspect
 import logging
+import random
 import socket
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from tornado.web import Application, RequestHandler, StaticFileHandler
 from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
+from snorky.client import Client
 from snorky.config import AuthConfig, Config, ServiceSpec, load_class
-from snorky.errors import CLOSE_GOING_AWAY, ConfigError, ListenError
+from snorky.errors import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConfigError, ListenError
 from snorky.options import suggest
 from snorky.request_handlers.http import BackendHTTPHandler
 from snorky.request_handlers.sockjs import SnorkySockJSHandler
@@ -349,22 +351,50 @@ class SnorkyServer:
             reasons.append("broker unreachable")
         return reasons
 
-    async def stop(self, grace: float = 3.0) -> None:
-        """Stop accepting, close every client with code 1001 (going away), stop the broker.
+    async def drain(self, window: float | None = None, grace: float = 3.0) -> bool:
+        """Send every client elsewhere, spread over ``window`` seconds, before the node stops.
 
-        Clients get up to ``grace`` seconds to answer the close handshake.
+        From the first moment ``/ready`` answers 503 and a client that connects is
+        closed at once with 1013 (try again later). The clients already connected are closed with 1012
+        (reconnect now, to another node) in a random order, at times spread evenly
+        over ``window`` (default ``[frontend] drain_window``), so that the other
+        nodes are not hit all at once. The backend port keeps serving meanwhile.
+        Returns whether every client was gone within ``window + grace`` seconds.
         """
+        window = self.config.frontend.drain_window if window is None else window
         self.draining = True
+        self.registry.accepting = False
+        clients = list(self.registry.clients)
+        random.shuffle(clients)
+        loop = asyncio.get_running_loop()
+        start, count = loop.time(), len(clients)
+        if count:
+            logger.info("= draining %d connection(s) over %.1f s", count, window)
+        timers = [
+            loop.call_at(start + window * (index + random.random()) / count, self._send_away, client)
+            for index, client in enumerate(clients)
+        ]
+        try:
+            return await self.registry.until_empty(window + grace)
+        finally:
+            for timer in timers:
+                timer.cancel()
+
+    def _send_away(self, client: Client) -> None:
+        if client in self.registry.clients:
+            client.close(CLOSE_SERVICE_RESTART)
+
+    async def stop(self, grace: float = 3.0, window: float | None = None) -> None:
+        """Drain (see :meth:`drain`), then stop listening, close what is left with 1001 and stop the broker.
+
+        ``window=0`` skips the spreading: every client is sent away at once.
+        """
+        await self.drain(window, grace)
         for server in self._servers:
             server.stop()
         for client in list(self.registry.clients):
-            close = getattr(client, "close", None)
-            if close is not None:
-                close(CLOSE_GOING_AWAY)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.registry.clients and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+            client.close(CLOSE_GOING_AWAY)
+        await self.registry.until_empty(grace)
         for server in self._servers:
             await server.close_all_connections()
         self._servers.clear()

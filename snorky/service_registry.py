@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
-from snorky.errors import ProtocolError, error_body
+from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN_LATER, ProtocolError, error_body
 from snorky.protocol import Outbound, decode, parse_envelope
 from snorky.services.base import Service
 
@@ -40,6 +41,10 @@ class ServiceRegistry:
         """Clients currently connected through a long-lived transport."""
         self.auth_service: Any = None
         """The registered service that verifies tokens (an AuthService), if any."""
+        self.accepting = True
+        """Whether new clients are admitted; a draining server turns it off, and a client
+        that connects then is closed at once with 1013 (try again later, with backoff)."""
+        self._emptied: asyncio.Event | None = None
         for service in services or ():
             self.register_service(service)
 
@@ -83,11 +88,7 @@ class ServiceRegistry:
         logger.warning("! refused token from %r: %s", client, error.message)
         service = self.auth_service.name if self.auth_service is not None else None
         self.reject(client, error.code, service)
-        close = getattr(client, "close", None)
-        if close is not None:
-            from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED
-
-            close(CLOSE_TOKEN_EXPIRED if error.code == "token_expired" else CLOSE_INVALID_TOKEN)
+        client.close(CLOSE_TOKEN_EXPIRED if error.code == "token_expired" else CLOSE_INVALID_TOKEN)
 
     def process_message_raw(self, client: Any, msg: bytes | str) -> None:
         """Decode one frame of JSON text and route it; answer it if it is malformed."""
@@ -129,7 +130,11 @@ class ServiceRegistry:
             deliver(out)
 
     def client_connected(self, client: Any) -> None:
-        """Tell every service that ``client`` connected."""
+        """Tell every service that ``client`` connected (or, while not accepting, close it with 1013)."""
+        if not self.accepting:
+            logger.info("= %r connected while the server drains: closed with 1013", client)
+            client.close(CLOSE_TRY_AGAIN_LATER)
+            return
         self.clients.add(client)
         for service in tuple(self.registered_services.values()):
             service.client_connected(client)
@@ -142,3 +147,17 @@ class ServiceRegistry:
                 service.client_disconnected(client)
             except Exception:
                 logger.exception("! %r failed to clean up after %r", service, client)
+        if not self.clients and self._emptied is not None:
+            self._emptied.set()
+
+    async def until_empty(self, timeout: float) -> bool:
+        """Wait until no client is connected, at most ``timeout`` seconds; return whether none is."""
+        if self.clients:
+            if self._emptied is None:
+                self._emptied = asyncio.Event()
+            self._emptied.clear()
+            try:
+                await asyncio.wait_for(self._emptied.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return not self.clients

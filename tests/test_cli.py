@@ -57,7 +57,7 @@ class ServeTests(AsyncTestCase):
 
     @gen_test(timeout=60)
     async def test_serve_publish_and_sigterm(self):
-        """serve runs on defaults; publish reaches a WebSocket client; SIGTERM closes it with 1001 and exits 0."""
+        """serve runs on defaults; publish reaches a WebSocket client; SIGTERM sends it away with 1012 and exits 0."""
         port, backend_port = await self.start()
         ws = await websocket_connect(f"ws://127.0.0.1:{port}/ws")
         ws.write_message(
@@ -84,7 +84,7 @@ class ServeTests(AsyncTestCase):
         )
         self.assertEqual(await self.stop(), 0)
         self.assertIsNone(await asyncio.wait_for(ws.read_message(), TIMEOUT))
-        self.assertEqual(ws.close_code, 1001)
+        self.assertEqual(ws.close_code, 1012)
         ws.close()
 
     @gen_test(timeout=60)

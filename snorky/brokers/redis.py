@@ -139,6 +139,9 @@ return {gone, redis.call('HGETALL', KEYS[1])}
 
 _SCRIPTS = (_PUBLISH_WITH_HISTORY, _READ_HISTORY, _PRESENCE_ADD, _PRESENCE_REFRESH, _PRESENCE_REMOVE, _PRESENCE_LIST)
 
+_POOL_SIZE = 50
+"""Connections a node opens to Redis for commands, at most (the subscriber has its own)."""
+
 _CONNECTION_ERRORS = (_RedisConnectionError, _RedisTimeoutError, OSError, asyncio.TimeoutError)
 """Errors that mean Redis is unreachable (retried); anything else is a bug, logged."""
 
@@ -273,7 +276,18 @@ class RedisBroker(Broker):
             service, db = path[0], int(path[1]) if len(path) > 1 else 0
             self._sentinel = Sentinel(hosts, socket_timeout=5, password=parts.password)
             return self._sentinel.master_for(service, db=db, retry=no_retry, socket_timeout=5, password=parts.password)
-        return aioredis.Redis.from_url(self.url, retry=no_retry, socket_timeout=5, socket_connect_timeout=5)
+        # A blocking pool: a burst of commands (hundreds of subscribes reading history at
+        # once) waits for a free connection instead of failing with MaxConnectionsError,
+        # which would look like an outage (redis-py 8 caps a plain pool at 100).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=_POOL_SIZE,
+            timeout=self.timeout,
+            retry=no_retry,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+        )
+        return aioredis.Redis.from_pool(pool)  # the client owns the pool: closing it closes every connection
 
     async def close(self) -> None:
         """Stop the tasks, remove this node's presence and liveness, disconnect."""

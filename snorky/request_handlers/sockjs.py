@@ -24,7 +24,13 @@ with warnings.catch_warnings():
 
 from snorky.auth import AuthError
 from snorky.client import Client
-from snorky.errors import CLOSE_CODES, CLOSE_FORBIDDEN_ORIGIN, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
+from snorky.errors import (
+    CLOSE_CODES,
+    CLOSE_FORBIDDEN_ORIGIN,
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW_CLIENT,
+    CLOSE_TRY_AGAIN_LATER,
+)
 from snorky.protocol import Outbound
 from snorky.request_handlers.options import TransportOptions, origin_allowed
 from snorky.service_registry import ServiceRegistry
@@ -152,6 +158,8 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
         """
         if self.admitted:
             return None
+        if not self.service_registry.accepting:
+            return CLOSE_TRY_AGAIN_LATER  # the server drains
         self.client.address = info.ip
         origin = info.get_header("origin")
         host = info.get_header("host") or ""

@@ -207,6 +207,15 @@ class SnorkyWebSocketHandler(WebSocketHandler):
     def max_message_size(self) -> int:
         return self.transport_options.max_message_size
 
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse the handshake with 503 while the server drains; else upgrade as Tornado does."""
+        if not self.service_registry.accepting:
+            self.set_status(503)
+            self.set_header("Retry-After", "1")
+            self.finish("This node is shutting down: connect to another one.")
+            return
+        await super().get(*args, **kwargs)
+
     def check_origin(self, origin: str) -> bool:
         """Allow the server's own host and the configured ``allowed_origins``."""
         if origin_allowed(origin, self.request.host, self.transport_options.allowed_origins):

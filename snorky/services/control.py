@@ -79,7 +79,7 @@ class ControlService(RPCService):
                 self.in_background(service.unsubscribe_identity(action["identity"], action["channel"]))
 
     def _disconnect_here(self, identity: Any) -> int:
-        clients = [c for c in self.frontend.clients if c.identity == identity and hasattr(c, "close")]
+        clients = [c for c in self.frontend.clients if c.identity == identity]
         for client in clients:
             client.close(CLOSE_DISCONNECTED)
         if clients:

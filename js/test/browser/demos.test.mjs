@@ -74,7 +74,7 @@ async function demo(name, env = {}) {
     });
     return page;
   };
-  /** Stop the server (clients get 1001), and start it again on the same port. */
+  /** Stop the server (clients are sent away with 1012), and start it again on the same port. */
   state.restart = async (pages) => {
     const port = state.server.port;
     await state.server.stop();

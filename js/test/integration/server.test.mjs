@@ -19,6 +19,9 @@ const SECRET = "integration-tests-secret-for-hs256-tokens";
 const CONFIG = `
 log_level = "warning"
 
+[frontend]
+drain_window = 0.5
+
 [auth]
 secret = "${SECRET}"
 
@@ -378,7 +381,7 @@ describe("Connection", () => {
       const chatRestored = when(page.services.chat.restored);
       const closed = when(page.disconnected);
       await restartable.stop();
-      assert.equal((await closed)[0].code, 1001);
+      assert.equal((await closed)[0].code, 1012); // sent away by the drain: reconnect now
       const again = await startSnorky(config, { port: restartable.port });
       try {
         const [pubsub] = await pubsubRestored;

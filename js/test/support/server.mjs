@@ -56,7 +56,7 @@ export async function startSnorky(config, { port = 0, env = {} } = {}) {
     origin: `http://127.0.0.1:${match[2]}`,
     process: child,
     stderr: () => stderr,
-    /** SIGTERM: the server closes every client with 1001 and exits. */
+    /** SIGTERM: the server drains (every client is sent away with 1012) and exits. */
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
