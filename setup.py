@@ -19,6 +19,9 @@ TEST = [
     # Older ruff still flags isinstance(x, (A, B)) under UP038 (removed in 0.13).
     "ruff>=0.13,<0.18",
     "requests>=2.28,<3",
+    # tests/test_packaging.py runs setup.py sdist; venvs on Python 3.12+ come
+    # without setuptools (pip builds the package in an isolated environment).
+    "setuptools>=65.5,<85",
     # Node.js and npm from PyPI, so that the SockJS tests run on a machine with
     # nothing but Python: they drive the real sockjs-client npm package. Node
     # 20.10 is the first with --experimental-websocket, which the JS client's
