@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from snorky.errors import RPCError
@@ -47,11 +49,22 @@ class ItemStore:
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path or database_path()
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, text TEXT NOT NULL, done INTEGER)")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A connection that commits (or rolls back) and then closes: sqlite3's own
+        ``with`` block only ends the transaction and leaves the connection open."""
+        db = self._connect()
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
 
     @staticmethod
     def _row(row: tuple[int, str, int]) -> dict[str, Any]:
@@ -75,7 +88,7 @@ class ItemStore:
 
     def add(self, text: str) -> dict[str, Any]:
         """Add an item; return the ``insert`` delta."""
-        with self._connect() as db:
+        with self._transaction() as db:
             cursor = db.execute("INSERT INTO items (text, done) VALUES (?, 0)", (text,))
             item = {"id": cursor.lastrowid, "text": text, "done": False}
         return {"type": "insert", "model": MODEL, "data": item}
@@ -85,7 +98,7 @@ class ItemStore:
         old = self.get(item_id)
         if old is None:
             return None
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute("UPDATE items SET done = ? WHERE id = ?", (int(done), item_id))
         return {"type": "update", "model": MODEL, "oldData": old, "newData": {**old, "done": done}}
 
@@ -94,7 +107,7 @@ class ItemStore:
         old = self.get(item_id)
         if old is None:
             return None
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM items WHERE id = ?", (item_id,))
         return {"type": "delete", "model": MODEL, "data": old}
 
