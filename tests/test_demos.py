@@ -10,6 +10,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
+from tornado.testing import AsyncTestCase
+
 from snorky.auth import TokenVerifier
 from snorky.services.auth import AuthService
 from snorky.services.datasync import DataSyncService
@@ -83,8 +85,11 @@ class SharedTextTests(unittest.TestCase):
         self.assertEqual(alice.notifications(), [])
 
 
-class ListServiceTests(unittest.TestCase):
+class ListServiceTests(AsyncTestCase):
+    """On an IOLoop of their own: snapshot() starts the DataSync token's expiry timer on the current one."""
+
     def setUp(self):
+        super().setUp()
         folder = tempfile.TemporaryDirectory()
         self.addCleanup(folder.cleanup)
         self.path = os.path.join(folder.name, "items.sqlite3")
