@@ -8,7 +8,7 @@ Commands: ``disconnect(identity)``, ``unsubscribe(identity, service, channel)``,
 ``presence(service, channel)`` and ``info()``. A service takes part in
 ``unsubscribe`` and ``presence`` by implementing ``unsubscribe_identity(identity,
 channel) -> int`` and ``presence(channel) -> list``; ``channel_count() -> int``
-adds it to ``info``.
+adds it to ``info``, and so does ``stats() -> dict`` (a service's counters).
 """
 
 from __future__ import annotations
@@ -123,6 +123,9 @@ class ControlService(RPCService):
             count = getattr(service, "channel_count", None)
             if count is not None:
                 entry["channels"] = count()
+            stats = getattr(service, "stats", None)
+            if stats is not None:
+                entry["stats"] = stats()
             services[name] = entry
         clients = self.frontend.clients
         facts = {

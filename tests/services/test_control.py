@@ -5,6 +5,7 @@ import unittest
 from snorky import ServiceRegistry, __version__
 from snorky.services.base import Service
 from snorky.services.control import ControlService
+from snorky.services.datasync import DataSyncService
 from snorky.services.pubsub import PubSubService
 from tests.utils import ClosableClient, RecordingClient, call, call_error, expect_log
 
@@ -57,6 +58,15 @@ class ControlTests(unittest.TestCase):
         info = call(self.control, self.app, "info")
         self.assertEqual((info["version"], info["connections"], info["identities"]), (__version__, 3, 2))
         self.assertEqual(info["services"]["pubsub"], {"class": "PubSubService", "channels": 1})
+
+    def test_info_has_service_counters(self):
+        """info carries the counters of a service that has stats(): DataSync's stale deltas."""
+        self.frontend.register_service(DataSyncService("datasync"))
+        info = call(self.control, self.app, "info")
+        self.assertEqual(
+            info["services"]["datasync"],
+            {"class": "DataSyncService", "stats": {"stale_deltas": 0, "remembered_rows": 0, "forgotten_rows": 0}},
+        )
 
     def test_unknown_and_unsupported_services(self):
         """An unknown service or one without presence answers its code."""

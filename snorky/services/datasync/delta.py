@@ -5,7 +5,14 @@ from the application server as JSON (``publishDeltas``), is checked by
 :func:`parse_deltas`, crosses the broker, and reaches each matching subscription
 as ``{"type": "delta", "delta": delta.for_json()}``.
 
+A delta may also carry the row's ``key`` (its primary key) and a ``version``
+that grows with each committed change of the row; Snorky then drops a delta
+older than one it delivered for the same row (see
+:mod:`snorky.services.datasync.ordering`). Clients never see these two fields.
+
 .. versionadded:: 0.1
+.. versionchanged:: 0.2
+   The optional ``key`` and ``version``.
 """
 
 from __future__ import annotations
@@ -13,24 +20,48 @@ from __future__ import annotations
 from typing import Any
 
 from snorky.errors import RPCError
+from snorky.hashable import make_hashable
 
-__all__ = ["Delta", "InsertionDelta", "UpdateDelta", "DeletionDelta", "parse_delta", "parse_deltas"]
+__all__ = ["Delta", "InsertionDelta", "UpdateDelta", "DeletionDelta", "parse_delta", "parse_order", "parse_deltas"]
 
 
 class Delta:
     """A change to one row of a model; see the three subclasses."""
 
-    __slots__ = ("model",)
+    __slots__ = ("model", "key", "version")
 
     type: str = ""  # the wire name of the change: "insert", "update" or "delete"
 
     def __init__(self, model: str) -> None:
         self.model = model
         """The name of the model (the table, the class) the row belongs to."""
+        self.key: Any = None
+        """The row's identity in its model (a hashable JSON value), when the delta is versioned."""
+        self.version: int | None = None
+        """The row's version: it grows with each committed change of the row (``None``: unordered)."""
 
     def for_json(self) -> dict[str, Any]:
         """The delta as the JSON object clients receive."""
         raise NotImplementedError
+
+    def for_broker(self) -> dict[str, Any]:
+        """The delta as it crosses the broker: :meth:`for_json`, with ``key`` and ``version`` if set.
+
+        .. versionadded:: 0.2
+        """
+        value = self.for_json()
+        if self.version is not None:
+            value["key"] = self.key
+            value["version"] = self.version
+        return value
+
+    def ordered_like(self, other: Delta) -> Delta:
+        """Give this delta the key and version of ``other``; return it.
+
+        .. versionadded:: 0.2
+        """
+        self.key, self.version = other.key, other.version
+        return self
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Delta) and self.for_json() == other.for_json()
@@ -141,6 +172,24 @@ def parse_delta(value: Any, index: int = 0) -> Delta:
     raise RPCError("Invalid delta type", "invalid_delta", f'Delta {index} has type "{shown:.40}"')
 
 
+def parse_order(delta: Delta, value: dict[str, Any], index: int = 0) -> Delta:
+    """Set ``delta``'s ``key`` and ``version`` from its JSON form ``value``, if it has them; return it.
+
+    Raises:
+        RPCError: ``invalid_delta``: a ``version`` that is not a non-negative
+            integer, or a ``version`` without a ``key``.
+
+    .. versionadded:: 0.2
+    """
+    if "version" not in value:
+        return delta
+    version = value["version"]
+    if type(version) is not int or version < 0:
+        raise RPCError("Invalid params", "invalid_delta", f'Field "version" of delta {index} must be a non-negative integer')
+    delta.key, delta.version = make_hashable(_field(value, "key", index)), version
+    return delta
+
+
 def parse_deltas(values: Any) -> list[Delta]:
     """Check a whole batch of deltas; nothing is built unless every one is valid.
 
@@ -150,4 +199,4 @@ def parse_deltas(values: Any) -> list[Delta]:
     """
     if not isinstance(values, (list, tuple)):
         raise RPCError("Invalid params", "invalid_params", 'Field "deltas" must be a list')
-    return [parse_delta(value, index) for index, value in enumerate(values)]
+    return [parse_order(parse_delta(value, index), value, index) for index, value in enumerate(values)]

@@ -10,7 +10,9 @@ and :meth:`DataSyncService.publish_deltas` directly.
 
 Deltas travel through the broker: a publish on any node is one broker message
 on :attr:`DataSyncService.deltas_topic`, and every node that holds
-subscriptions runs its own dealers on it. Subscription tokens are still local to
+subscriptions runs its own dealers on it. A delta that carries its row's
+``key`` and ``version`` is delivered only if no newer one of its row was
+(:mod:`snorky.services.datasync.ordering`). Subscription tokens are still local to
 the node that authorized them (see
 :class:`~snorky.services.datasync.managers.subscription.SubscriptionManager`).
 
@@ -32,6 +34,7 @@ from snorky.services.datasync.dealers import BadQuery, Dealer
 from snorky.services.datasync.delta import Delta, parse_deltas
 from snorky.services.datasync.managers.dealer import DealerManager, UnknownDealer, UnknownModelClass
 from snorky.services.datasync.managers.subscription import SubscriptionManager
+from snorky.services.datasync.ordering import DEFAULT_CAPACITY, RowVersions
 from snorky.services.datasync.subscription import Subscription, SubscriptionItem
 from snorky.timeout import TornadoTimeoutFactory
 
@@ -77,14 +80,27 @@ class DataSyncService(RPCService):
         name: the service's name.
         dealers: dealers to register, as classes (instantiated without
             arguments) or instances.
+        remembered_rows: how many rows' last delivered version is kept, to
+            drop a delta older than one delivered (``remembered_rows`` in
+            the service's configuration).
+
+    .. versionchanged:: 0.2
+       ``remembered_rows``.
     """
 
-    def __init__(self, name: str = "datasync", dealers: Iterable[Dealer | type[Dealer]] = ()) -> None:
+    def __init__(
+        self,
+        name: str = "datasync",
+        dealers: Iterable[Dealer | type[Dealer]] = (),
+        remembered_rows: int = DEFAULT_CAPACITY,
+    ) -> None:
         super().__init__(name)
         self.dm = DealerManager()
         """The dealers, by name and by model."""
         self.sm = SubscriptionManager()
         """The subscriptions, by token and by client."""
+        self.versions = RowVersions(remembered_rows)
+        """The last version delivered of recently changed rows (see :mod:`~snorky.services.datasync.ordering`)."""
         self._listening = False
         self._outbound_memo: dict[int, tuple[Delta, Outbound]] | None = None
         for dealer in dealers:
@@ -210,7 +226,8 @@ class DataSyncService(RPCService):
 
         Args:
             deltas: a list of ``{"type": "insert" | "delete", "model", "data"}``
-                and ``{"type": "update", "model", "newData", "oldData"}``.
+                and ``{"type": "update", "model", "newData", "oldData"}``,
+                each optionally with its row's ``key`` and ``version``.
 
         Raises:
             RPCError: ``invalid_params`` or ``invalid_delta`` naming the bad
@@ -219,7 +236,7 @@ class DataSyncService(RPCService):
         parsed = parse_deltas(deltas)
         if not parsed:
             return
-        body = {"type": "deltas", "deltas": [delta.for_json() for delta in parsed]}
+        body = {"type": "deltas", "deltas": [delta.for_broker() for delta in parsed]}
         self.broker.publish(self.deltas_topic, Outbound({"service": self.name, "message": body}))
 
     # Commands ------------------------------------------------------------------
@@ -294,6 +311,7 @@ class DataSyncService(RPCService):
     def _unlisten(self) -> None:
         self._listening = False
         self.broker.unsubscribe(self.deltas_topic, self._on_deltas)
+        self.versions.clear()  # deltas pass by unseen from now on
 
     def _on_deltas(self, topic: str, out: Outbound) -> None:
         try:
@@ -305,12 +323,27 @@ class DataSyncService(RPCService):
         self._outbound_memo = {}
         try:
             for delta in deltas:
+                admitted = self.versions.admit(delta)
+                if admitted is None:
+                    continue
                 try:
-                    self.dm.deliver_delta(delta)
+                    self.dm.deliver_delta(admitted)
                 except UnknownModelClass:
                     pass  # no dealer serves its model here: nobody can want it
         finally:
             self._outbound_memo = None
+
+    def stats(self) -> dict[str, int]:
+        """This node's ordering counters: ``stale_deltas`` dropped, rows remembered and forgotten.
+
+        .. versionadded:: 0.2
+        """
+        versions = self.versions
+        return {
+            "stale_deltas": versions.stale,
+            "remembered_rows": len(versions.rows),
+            "forgotten_rows": versions.forgotten,
+        }
 
     def deliver_delta(self, client: Any, delta: Delta) -> None:
         """Send ``delta`` to ``client``; each delta is encoded once for all its receivers."""
