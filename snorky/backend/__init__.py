@@ -26,6 +26,7 @@ import logging
 from typing import Any
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError
 
 from snorky.auth import sign_token
 from snorky.errors import SnorkyError
@@ -49,13 +50,33 @@ class TransportError(SnorkyError):
     Attributes:
         url: the URL called.
         status: the HTTP status (``None`` if no response came).
+        outcome_unknown: the request may have reached Snorky, but no answer
+            came (it timed out, or the connection broke after it was sent):
+            Snorky may have acted on it. ``False`` when it certainly did not
+            arrive (the connection was refused) or Snorky answered.
+
+    .. versionchanged:: 0.2
+       ``outcome_unknown``.
     """
 
-    def __init__(self, url: str, status: int | None, detail: str) -> None:
+    def __init__(self, url: str, status: int | None, detail: str, *, outcome_unknown: bool = False) -> None:
         where = f"{url}: HTTP {status}" if status is not None else url
         super().__init__(f"Snorky backend {where}: {detail}", "transport_error")
         self.url = url
         self.status = status
+        self.outcome_unknown = outcome_unknown
+
+
+def _may_have_arrived(error: requests.RequestException) -> bool:
+    """Whether a request that got no answer may have reached the server."""
+    if isinstance(error, requests.ConnectTimeout):
+        return False
+    if isinstance(error, requests.Timeout):
+        return True  # sent, then no answer in time
+    if isinstance(error, requests.ConnectionError):
+        reason = getattr(error.args[0], "reason", None) if error.args else None
+        return not isinstance(reason, ConnectTimeoutError)  # refused or unreachable: never sent
+    return False
 
 
 def _error_detail(body: bytes, reason: str | None) -> str:
@@ -115,7 +136,7 @@ class SnorkyHTTPTransport:
                 self.url, data=json.dumps(message).encode("utf-8"), headers=self.headers(), timeout=self.timeout
             )
         except requests.RequestException as error:
-            raise TransportError(self.url, None, str(error)) from None
+            raise TransportError(self.url, None, str(error), outcome_unknown=_may_have_arrived(error)) from None
         if response.status_code != 200:
             raise TransportError(self.url, response.status_code, _error_detail(response.content, response.reason))
         try:
@@ -162,6 +183,7 @@ class AsyncSnorkyHTTPTransport:
     async def send(self, message: Any, json: Any = stdlib_json) -> Any:
         """POST ``message`` and return the decoded answer (see :meth:`SnorkyHTTPTransport.send`)."""
         from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+        from tornado.simple_httpclient import HTTPTimeoutError
 
         request = HTTPRequest(
             self.url,
@@ -172,6 +194,8 @@ class AsyncSnorkyHTTPTransport:
         )
         try:
             response = await AsyncHTTPClient().fetch(request)
+        except HTTPTimeoutError as error:  # while connecting or waiting for the answer: it may have arrived
+            raise TransportError(self.url, None, error.message, outcome_unknown=True) from None
         except HTTPClientError as error:
             body = error.response.body if error.response is not None else b""
             status = error.code if error.code != 599 else None

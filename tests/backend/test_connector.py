@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import threading
 
 from tornado.testing import AsyncHTTPTestCase, gen_test
 from tornado.web import Application
@@ -44,6 +45,41 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class SilentServer:
+    """A real TCP server that accepts connections and never answers (or, ``hang_up``, reads and closes)."""
+
+    def __init__(self, hang_up=False):
+        self.hang_up = hang_up
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/backend"
+        self.connections = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            if self.hang_up:
+                connection.recv(65536)
+                connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self.sock.close()
+        for connection in self.connections:
+            connection.close()
+        self.thread.join(5)
 
 
 class ConnectorTestCase(AsyncHTTPTestCase):
@@ -111,12 +147,36 @@ class SyncConnectorTests(ConnectorTestCase):
         self.assertEqual(caught.exception.status, 404)
 
     def test_unreachable(self):
-        """Nothing listening raises TransportError naming the URL, no status."""
+        """Nothing listening raises TransportError naming the URL, no status; the call certainly never arrived."""
         url = f"http://127.0.0.1:{free_port()}/backend"
         with self.assertRaises(TransportError) as caught:
             self.backend(url=url).call("math", "div", a=1, b=1)
         self.assertIsNone(caught.exception.status)
         self.assertIn(url, str(caught.exception))
+        self.assertFalse(caught.exception.outcome_unknown)
+
+    def test_no_answer_in_time_is_an_unknown_outcome(self):
+        """A server that takes the request and never answers: a timeout whose outcome is unknown."""
+        with SilentServer() as server:
+            backend = SnorkyBackend(SnorkyHTTPTransport(server.url, KEY, timeout=0.2))
+            with self.assertRaises(TransportError) as caught:
+                backend.call("math", "div", a=1, b=1)
+        self.assertTrue(caught.exception.outcome_unknown)
+        self.assertIn("timed out", str(caught.exception))
+
+    def test_connection_closed_without_answer_is_an_unknown_outcome(self):
+        """A server that reads the request and closes the connection: the outcome is unknown."""
+        with SilentServer(hang_up=True) as server:
+            with self.assertRaises(TransportError) as caught:
+                self.backend(url=server.url).call("math", "div", a=1, b=1)
+        self.assertTrue(caught.exception.outcome_unknown)
+
+    @gen_test
+    async def test_an_answer_is_a_known_outcome(self):
+        """An HTTP error is an answer: the outcome is known."""
+        with self.assertRaises(TransportError) as caught, expect_log(self, "refused: 401"):
+            await self.in_thread(self.backend(key="bad").call, "math", "div", a=1, b=1)
+        self.assertFalse(caught.exception.outcome_unknown)
 
 
 class AsyncConnectorTests(ConnectorTestCase):
@@ -150,3 +210,13 @@ class AsyncConnectorTests(ConnectorTestCase):
         with self.assertRaises(TransportError) as caught:
             await self.backend(url=url).call("math", "div", a=1, b=1)
         self.assertIn(url, str(caught.exception))
+        self.assertFalse(caught.exception.outcome_unknown)
+
+    @gen_test
+    async def test_timeout_is_an_unknown_outcome(self):
+        """No answer in time: TransportError whose outcome is unknown."""
+        with SilentServer() as server:
+            backend = AsyncSnorkyBackend(AsyncSnorkyHTTPTransport(server.url, KEY, timeout=0.2))
+            with self.assertRaises(TransportError) as caught:
+                await backend.call("math", "div", a=1, b=1)
+        self.assertTrue(caught.exception.outcome_unknown)
