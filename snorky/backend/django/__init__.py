@@ -20,9 +20,11 @@ import time.
 
 .. versionadded:: 0.1
 .. versionchanged:: 0.2
-   Deltas are published after commit, in one call per transaction; Snorky's
-   failures are logged and counted, never raised into ``save()``; publishing,
-   progress helpers and their async twins; ``runsnorky``.
+   Deltas are published after commit, by a background sender, each
+   transaction's together; on PostgreSQL they carry versions that keep each
+   row's changes in commit order; Snorky's failures are logged and counted,
+   never raised into ``save()``; publishing, progress helpers and their async
+   twins; ``runsnorky``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from snorky.backend.django.datasync import (
     track_changes,
 )
 from snorky.backend.django.progress import ProgressTask, acreate_task, create_task
+from snorky.backend.django.sender import flush
 
 __all__ = [
     "subscribable",
@@ -73,6 +76,7 @@ __all__ = [
     "get_async_backend",
     "stats",
     "Stats",
+    "flush",
     "JSONModule",
     "rest_framework_jsonify",
 ]

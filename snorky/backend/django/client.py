@@ -9,7 +9,8 @@ the ``a``-prefixed twins, for async views and tasks, use
 Calls made on behalf of something that must not fail (publishing a committed
 transaction's deltas, a progress bar) never raise: the failure is counted in
 :data:`stats` and logged, once while Snorky stays unreachable, with one more
-line when it answers again.
+line when it answers again. Committed deltas are published by a background
+thread (:mod:`snorky.backend.django.sender`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "JSONModule",
     "Stats",
     "stats",
+    "deltas_target",
     "get_backend",
     "get_async_backend",
     "authorize_subscription",
@@ -67,7 +69,16 @@ class JSONModule:
 
 @dataclass
 class Stats:
-    """What the project sent to Snorky since it started (or since :meth:`reset`)."""
+    """What the project sent to Snorky since it started (or since :meth:`reset`).
+
+    Every delta of a committed transaction ends in exactly one of ``deltas``
+    (Snorky accepted it), ``lost_deltas``, ``unknown_deltas`` and
+    ``dropped_deltas``, or is still waiting in ``queued_deltas``.
+
+    .. versionchanged:: 0.2
+       ``unknown_deltas``, ``dropped_deltas`` and ``queued_deltas``; a timed-out
+       call counts its deltas as unknown, no longer as lost.
+    """
 
     requests: int = 0
     """``publishDeltas`` calls made for committed transactions."""
@@ -76,7 +87,15 @@ class Stats:
     failures: int = 0
     """Calls that failed without raising (deltas, progress, ``fail_silently``)."""
     lost_deltas: int = 0
-    """Deltas of committed transactions that never reached Snorky."""
+    """Deltas of committed transactions that certainly did not reach Snorky: it
+    was unreachable, refused them, or no API key was set."""
+    unknown_deltas: int = 0
+    """Deltas sent without an answer (the call timed out or its connection broke):
+    Snorky may have delivered them, later."""
+    dropped_deltas: int = 0
+    """Deltas never sent because the queue of the background sender was full."""
+    queued_deltas: int = 0
+    """Deltas waiting in the background sender now (a level: :meth:`reset` leaves it)."""
     last_error: str = ""
     """The text of the latest failure."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -88,9 +107,10 @@ class Stats:
             return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
     def reset(self) -> None:
-        """Set every counter back to zero."""
+        """Set every counter back to zero (not :attr:`queued_deltas`)."""
         with self._lock:
-            self.requests = self.deltas = self.failures = self.lost_deltas = 0
+            self.requests = self.deltas = self.failures = 0
+            self.lost_deltas = self.unknown_deltas = self.dropped_deltas = 0
             self.last_error = ""
             self._failing_since = None
 
@@ -99,7 +119,7 @@ stats = Stats()
 """The counters of this process: ``snorky.backend.django.stats``."""
 
 
-def report_failure(action: str, error: BaseException, lost_deltas: int = 0) -> None:
+def report_failure(action: str, error: BaseException, lost_deltas: int = 0, unknown_deltas: int = 0) -> None:
     """Count a failed call that was not raised, and log it.
 
     A :class:`~snorky.errors.SnorkyError` (Snorky unreachable or refusing) or
@@ -111,10 +131,12 @@ def report_failure(action: str, error: BaseException, lost_deltas: int = 0) -> N
         action: what failed, for the log (``"publishing 3 deltas"``).
         error: the exception.
         lost_deltas: how many deltas were lost with it.
+        unknown_deltas: how many deltas it sent without an answer.
     """
     with stats._lock:
         stats.failures += 1
         stats.lost_deltas += lost_deltas
+        stats.unknown_deltas += unknown_deltas
         stats.last_error = f"{type(error).__name__}: {error}"
         first = stats._failing_since is None
         if first:
@@ -151,6 +173,15 @@ def _settings_key() -> tuple[Any, ...]:
     if not key:
         raise ImproperlyConfigured("SNORKY_API_KEY is not set (in the settings or the environment)")
     return (conf.backend_url(), key, float(conf.get("SNORKY_TIMEOUT")), conf.json_encoder())
+
+
+def deltas_target() -> tuple[Any, ...]:
+    """Where committed deltas go, as the settings say now: the backend's settings, service and batch size.
+
+    Raises:
+        ImproperlyConfigured: no API key, or a bad ``SNORKY_JSON_ENCODER``.
+    """
+    return (_settings_key(), conf.get("SNORKY_DATASYNC_SERVICE"), max(1, int(conf.get("SNORKY_BATCH_SIZE"))))
 
 
 def get_backend() -> SnorkyBackend:

@@ -14,6 +14,8 @@ setting                       meaning (default)
                               ``DjangoJSONEncoder``: dates, decimals, UUIDs)
 ``SNORKY_TIMEOUT``            seconds to wait for the backend port (``5``)
 ``SNORKY_BATCH_SIZE``         most deltas in one ``publishDeltas`` call (``500``)
+``SNORKY_QUEUE_SIZE``         most committed deltas waiting for the background sender;
+                              ``0`` publishes in the committing thread (``10000``)
 ``SNORKY``                    ``runsnorky``'s server configuration, the shape of
                               ``snorky.toml`` as a dict (``{}``)
 ``SNORKY_DEALERS``            dealer classes (dotted paths) of the default DataSync
@@ -53,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "SNORKY_JSON_ENCODER": "django.core.serializers.json.DjangoJSONEncoder",
     "SNORKY_TIMEOUT": 5.0,
     "SNORKY_BATCH_SIZE": 500,
+    "SNORKY_QUEUE_SIZE": 10_000,
     "SNORKY": {},
     "SNORKY_DEALERS": [],
     "SNORKY_TOKEN_SECRET": None,

@@ -1,7 +1,7 @@
 """``@subscribable``: a model's inserts, updates and deletes become DataSync deltas.
 
-The deltas of a transaction are published after it commits, in one
-``publishDeltas`` call per transaction and database; a rolled-back
+The deltas of a transaction are published after it commits, together, by a
+background sender (:mod:`snorky.backend.django.sender`); a rolled-back
 transaction publishes nothing, and neither does a rolled-back savepoint.
 
 How it works
@@ -14,11 +14,23 @@ How it works
 
     The batch rides on :func:`django.db.transaction.on_commit`. Each save's
     delta is one ``on_commit`` callback, which Django drops if a savepoint it
-    was made under rolls back. A last callback, outside every savepoint, sends
-    what the surviving callbacks collected, in one ``publishDeltas`` call
-    (split every ``SNORKY_BATCH_SIZE`` deltas, 500 by default). Django offers no
-    "after the last callback" hook, so that one is appended to the
-    connection's ``run_on_commit`` list directly, the list ``on_commit`` fills.
+    was made under rolls back. A last callback, outside every savepoint, hands
+    what the surviving callbacks collected to the background sender, which
+    publishes it in one ``publishDeltas`` call (split every
+    ``SNORKY_BATCH_SIZE`` deltas, 500 by default). Django offers no "after the
+    last callback" hook, so that one is appended to the connection's
+    ``run_on_commit`` list directly, the list ``on_commit`` fills.
+
+    On PostgreSQL each delta also carries its row's primary key (``key``)
+    and a ``version``: the WAL insert position, read in the transaction after
+    the write, while the transaction holds the row's lock. Another transaction
+    can only write the row after this one commits, so it reads a higher
+    position: versions grow in commit order, row by row, across threads and
+    processes, and Snorky drops a delta older than one it delivered (see
+    :mod:`snorky.services.datasync.ordering`). A save outside a transaction
+    (autocommit) has committed when ``post_save`` runs: the row is then locked
+    and read again in a short transaction of its own, and that row is
+    published with the version read there.
 
     Outside any transaction (autocommit), Django runs ``on_commit`` callbacks at
     once, so each save is published by itself; Django's own ``save()`` of a
@@ -47,7 +59,8 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, models, router, transacti
 from django.db.models.signals import class_prepared, post_delete, post_save, pre_delete, pre_save
 from django.utils.module_loading import import_string
 
-from snorky.backend.django import client, conf
+from snorky.backend.django import client
+from snorky.backend.django import sender as background
 from snorky.errors import SnorkyError
 
 __all__ = [
@@ -284,51 +297,111 @@ def _post_save(
         return
     with _never_breaking(f"serializing a saved {sender.__name__}"):
         options = get_subscribable(sender)
-        row = instance
-        if update_fields is not None and not created:
+        connection = transaction.get_connection(using)
+        version = None
+        if _committed_already(connection):
+            row, version = _lock_and_read(sender, instance.pk, connection)
+            if row is None:
+                return  # deleted since: its deletion is newer than this save
+        elif update_fields is not None and not created:
             # Only some fields were written: the others may differ in memory.
             row = sender._base_manager.using(using).get(pk=instance.pk)
+        else:
+            row = instance
         new = options.to_json(row)
         if created or old is None:
-            delta = {"type": "insert", "model": options.name, "data": new}
+            delta = {"type": "insert", "model": options.name, "data": new, "key": instance.pk}
         elif new == old:
             return  # nothing a subscriber could see changed
         else:
-            delta = {"type": "update", "model": options.name, "newData": new, "oldData": old}
+            delta = {"type": "update", "model": options.name, "newData": new, "oldData": old, "key": instance.pk}
+        if version is not None:
+            delta["version"] = version
         queue_deltas([delta], using)
 
 
 def _pre_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     with _never_breaking(f"serializing a deleted {sender.__name__}"):
-        instance.__dict__[_GONE] = get_subscribable(sender).to_json(instance)
+        instance.__dict__[_GONE] = (instance.pk, get_subscribable(sender).to_json(instance))
 
 
 def _post_delete(sender: type[models.Model], instance: models.Model, using: str, **kwargs: Any) -> None:
     if _GONE not in instance.__dict__:
         return
-    data = instance.__dict__.pop(_GONE)
+    key, data = instance.__dict__.pop(_GONE)
     with _never_breaking(f"publishing a deleted {sender.__name__}"):
-        queue_deltas([{"type": "delete", "model": get_subscribable(sender).name, "data": data}], using)
+        queue_deltas([{"type": "delete", "model": get_subscribable(sender).name, "data": data, "key": key}], using)
+
+
+# Versions --------------------------------------------------------------------------
+
+
+def _versioned(connection: Any) -> bool:
+    """Whether deltas written through ``connection`` get versions (PostgreSQL)."""
+    return bool(connection.vendor == "postgresql")
+
+
+def _committed_already(connection: Any) -> bool:
+    """Whether a write just made on ``connection`` committed by itself (autocommit, PostgreSQL)."""
+    return _versioned(connection) and not connection.in_atomic_block and connection.get_autocommit()
+
+
+def _read_version(connection: Any) -> int:
+    """PostgreSQL's WAL insert position, as an integer: it only grows."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+        return int(cursor.fetchone()[0])
+
+
+def _lock_and_read(model: type[models.Model], pk: Any, connection: Any) -> tuple[models.Model | None, int | None]:
+    """The row as committed now and its version, read in a transaction that locks it.
+
+    While the lock is held no other transaction is writing the row, so the
+    version read is higher than that of every change committed before and
+    lower than that of every change after.
+    """
+    try:
+        with transaction.atomic(using=connection.alias):
+            row = model._base_manager.using(connection.alias).select_for_update().filter(pk=pk).first()
+            return row, _read_version(connection)
+    except DatabaseError as error:  # the save itself committed: count, do not raise
+        client.report_failure(f"reading the saved {model.__name__} again", error, lost_deltas=1)
+        return None, None
+
+
+def _stamp(deltas: list[dict[str, Any]], connection: Any) -> None:
+    """Give the deltas that have (or can be given) a key and no version the version read now."""
+    pending = []
+    for delta in deltas:
+        if "version" in delta:
+            continue
+        if "key" not in delta:
+            key = _key_of(delta)
+            if key is None:
+                continue
+            delta["key"] = key
+        pending.append(delta)
+    if pending:
+        version = _read_version(connection)
+        for delta in pending:
+            delta["version"] = version
+
+
+def _key_of(delta: Mapping[str, Any]) -> Any:
+    """The primary key of a delta's row, if it is of a subscribable model and its row has it."""
+    options = next((o for o in _registry.values() if o.name == delta.get("model")), None)
+    row = delta.get("newData", delta.get("data"))
+    if options is None or not isinstance(row, Mapping):
+        return None
+    return row.get(options.model._meta.pk.name)
 
 
 # Transactions ------------------------------------------------------------------------
 
 
 def _send(deltas: list[dict[str, Any]]) -> None:
-    """Publish a committed batch; count and log a failure, never raise it.
-
-    A batch is split every ``SNORKY_BATCH_SIZE`` deltas, so that a huge
-    transaction stays under the backend port's ``max_message_size``.
-    """
-    size = max(1, int(conf.get("SNORKY_BATCH_SIZE")))
-    for start in range(0, len(deltas), size):
-        chunk = deltas[start : start + size]
-        try:
-            client.publish_deltas(chunk)
-        except Exception as error:
-            client.report_failure(f"publishing {len(chunk)} delta(s)", error, lost_deltas=len(deltas) - start)
-            return
-        client.report_success(requests=1, deltas=len(chunk))
+    """Hand a committed batch to the background sender (which splits it every ``SNORKY_BATCH_SIZE`` deltas)."""
+    background.submit(deltas)
 
 
 class _TransactionBatch:
@@ -389,6 +462,11 @@ def queue_deltas(deltas: Iterable[dict[str, Any]], using: str | None = None) -> 
     Under manual transaction management (autocommit off, no ``atomic``) there
     is no commit to wait for: the deltas are dropped, counted and logged.
 
+    On PostgreSQL, a delta of a subscribable model whose row has its primary
+    key gets a ``key`` and a ``version`` read now (see the module's text):
+    call it inside the transaction that made the change, after the change, for
+    Snorky to put the row's deltas in commit order.
+
     Never raises because of Snorky: a failed publication is counted in
     :data:`~snorky.backend.django.stats` and logged.
 
@@ -397,22 +475,28 @@ def queue_deltas(deltas: Iterable[dict[str, Any]], using: str | None = None) -> 
             ``{"type": "update", "model", "newData", "oldData"}``).
         using: the database alias (default: ``"default"``).
     """
-    deltas = list(deltas)
+    deltas = [dict(delta) for delta in deltas]
     if not deltas:
         return
     connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
+    if not connection.in_atomic_block and not connection.get_autocommit():
+        client.report_failure(
+            "publishing deltas",
+            SnorkyError(
+                "autocommit is off and no atomic block is active: the commit cannot be awaited",
+                "transaction_management",
+            ),
+            lost_deltas=len(deltas),
+        )
+        return
+    if _versioned(connection):
+        _stamp(deltas, connection)
+    else:
+        for delta in deltas:
+            if "version" not in delta:
+                delta.pop("key", None)
     if not connection.in_atomic_block:
-        if connection.get_autocommit():
-            transaction.on_commit(partial(_send, deltas), using=connection.alias)  # runs now
-        else:
-            client.report_failure(
-                "publishing deltas",
-                SnorkyError(
-                    "autocommit is off and no atomic block is active: the commit cannot be awaited",
-                    "transaction_management",
-                ),
-                lost_deltas=len(deltas),
-            )
+        transaction.on_commit(partial(_send, deltas), using=connection.alias)  # runs now
         return
     if not isinstance(getattr(connection, "run_on_commit", None), list):  # pragma: no cover - a future Django
         transaction.on_commit(partial(_send, deltas), using=connection.alias)
@@ -445,7 +529,7 @@ def queue_created(instances: Iterable[models.Model], using: str | None = None) -
     for instance in instances:
         if instance.pk is None:
             raise ValueError(f"{type(instance).__name__} has no primary key: was it saved?")
-        deltas.append(get_subscribable(type(instance)).insertion(instance))
+        deltas.append({**get_subscribable(type(instance)).insertion(instance), "key": instance.pk})
         using = using or instance._state.db
     queue_deltas(deltas, using)
 
@@ -477,18 +561,38 @@ def track_changes(queryset: models.QuerySet[Any]) -> Iterator[None]:
     using = queryset._db or router.db_for_write(queryset.model)
     before = {row.pk: options.to_json(row) for row in queryset.all()}
     yield
-    after = {row.pk: row for row in queryset.all()}
-    missing = [pk for pk in before if pk not in after]
-    if missing:
-        after.update((row.pk, row) for row in queryset.model._base_manager.using(using).filter(pk__in=missing))
+    connection = transaction.get_connection(using)
+    version = None
+    if _committed_already(connection):
+        # The block committed by itself: read the rows again locked, and their version with them.
+        base = queryset.model._base_manager.using(using)
+        with transaction.atomic(using=using):
+            pks = set(before) | set(queryset.values_list("pk", flat=True))
+            list(base.select_for_update().filter(pk__in=pks).values_list("pk", flat=True))
+            after = _rows_after(queryset, before, base)
+            version = _read_version(connection)
+    else:
+        after = _rows_after(queryset, before, queryset.model._base_manager.using(using))
     deltas: list[dict[str, Any]] = []
     for pk, old in before.items():
         row = after.pop(pk, None)
         if row is None:
-            deltas.append({"type": "delete", "model": options.name, "data": old})
+            deltas.append({"type": "delete", "model": options.name, "data": old, "key": pk})
         else:
             new = options.to_json(row)
             if new != old:
-                deltas.append({"type": "update", "model": options.name, "newData": new, "oldData": old})
-    deltas.extend(options.insertion(row) for row in after.values())
+                deltas.append({"type": "update", "model": options.name, "newData": new, "oldData": old, "key": pk})
+    deltas.extend({**options.insertion(row), "key": row.pk} for row in after.values())
+    if version is not None:
+        for delta in deltas:
+            delta["version"] = version
     queue_deltas(deltas, using)
+
+
+def _rows_after(queryset: models.QuerySet[Any], before: dict[Any, Any], base: Any) -> dict[Any, Any]:
+    """The rows of ``queryset`` now, and those of ``before`` that left it, by primary key."""
+    after = {row.pk: row for row in queryset.all()}
+    missing = [pk for pk in before if pk not in after]
+    if missing:
+        after.update((row.pk, row) for row in base.filter(pk__in=missing))
+    return after

@@ -131,6 +131,14 @@ class SnorkyProcess:
         self.folder.cleanup()
 
 
+def flush_sender():
+    """Wait until Django's background sender has published every earlier commit."""
+    from snorky.backend.django import flush
+
+    if not flush(timeout=TIMEOUT):
+        raise AssertionError(f"the background sender did not flush in {TIMEOUT} s")
+
+
 class BackendRecorder:
     """An HTTP proxy in front of the backend port that records each request's body.
 
@@ -178,12 +186,18 @@ class BackendRecorder:
         self.thread.start()
 
     def calls(self, command=None):
-        """The ``(service, command, params)`` of the recorded requests (of one command)."""
+        """The ``(service, command, params)`` of the recorded requests (of one command).
+
+        The background sender is flushed first: every earlier commit's deltas are in.
+        """
+        flush_sender()
         with self.changed:
             found = [(r["service"], r["message"]["command"], r["message"]["params"]) for r in self.requests]
         return [call for call in found if command is None or call[1] == command]
 
     def clear(self):
+        """Forget the requests made so far (the earlier commits' included)."""
+        flush_sender()
         with self.changed:
             self.requests.clear()
 
@@ -279,3 +293,26 @@ class Browser:
 
         self.run(closing, timeout=5)
         self.loop.close()
+
+
+class DjangoServer:
+    """The test project served over HTTP by Django's threaded WSGI server, in this process, on a free port."""
+
+    def __init__(self):
+        from django.core.handlers.wsgi import WSGIHandler
+        from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+        self.server.set_app(WSGIHandler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(TIMEOUT)

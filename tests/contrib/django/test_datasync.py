@@ -10,7 +10,7 @@ import logging
 import sys
 from unittest import mock
 
-from tests.contrib.django.harness import Browser, LiveEnvironment, database, free_port, setup_django
+from tests.contrib.django.harness import Browser, LiveEnvironment, database, flush_sender, free_port, setup_django
 
 setup_django()
 
@@ -58,7 +58,8 @@ class LiveTestCase(TransactionTestCase):
             browser.close()
 
     def browser(self, *queries, dealer="todos"):
-        """A page subscribed to the todos matching each filter."""
+        """A page subscribed to the todos matching each filter (after the earlier commits are published)."""
+        flush_sender()
         token = authorize_subscription([{"dealer": dealer, "query": query} for query in queries])
         browser = Browser(env.snorky.websocket_url)
         self.browsers.append(browser)
@@ -168,6 +169,15 @@ class TransactionTests(LiveTestCase):
         Todo.objects.create(list=self.inbox, title="b")
         self.assertEqual(len(self.published()), 2)
 
+    @override_settings(SNORKY_QUEUE_SIZE=0)
+    def test_queue_size_zero_publishes_in_the_committing_thread(self):
+        """With SNORKY_QUEUE_SIZE = 0 there is no background sender: the commit returns once Snorky answered."""
+        with transaction.atomic():
+            Todo.objects.create(list=self.inbox, title="inline")
+        with env.recorder.changed:  # no flush: the request is on the wire already
+            self.assertEqual(len(env.recorder.requests), 1)
+        self.assertEqual((stats.requests, stats.deltas), (1, 1))
+
     def test_published_after_commit_in_one_request(self):
         """Twenty saves in one atomic block: nothing until it commits, then ONE request with every delta."""
         page = self.browser(["==", "list", self.inbox.pk])
@@ -256,10 +266,11 @@ class TransactionTests(LiveTestCase):
         self.assertEqual([d["type"] for ds in self.published() for d in ds], ["delete", "delete"])
 
     def test_next_transaction_has_its_own_batch(self):
-        """Two transactions in a row make two requests."""
+        """Two transactions, each published before the next commits, make two requests."""
         for title in ("first", "second"):
             with transaction.atomic():
                 Todo.objects.create(list=self.inbox, title=title)
+            flush_sender()
         self.assertEqual([[d["data"]["title"] for d in ds] for ds in self.published()], [["first"], ["second"]])
 
     @override_settings(SNORKY_BATCH_SIZE=3)
@@ -351,9 +362,12 @@ class BulkOperationTests(LiveTestCase):
         self.assertEqual(self.published(), [])
 
     def test_queue_deltas_outside_a_transaction(self):
-        """queue_deltas() outside a transaction publishes at once."""
-        queue_deltas([{"type": "insert", "model": "Todo", "data": {"id": 1, "list": 1}}])
-        self.assertEqual(self.published(), [[{"type": "insert", "model": "Todo", "data": {"id": 1, "list": 1}}]])
+        """queue_deltas() outside a transaction publishes at once (its caller's dict is left alone)."""
+        delta = {"type": "insert", "model": "Todo", "data": {"id": 1, "list": 1}}
+        queue_deltas([delta])
+        [[published]] = self.published()
+        self.assertEqual({name: published[name] for name in delta}, delta)
+        self.assertEqual(list(delta), ["type", "model", "data"])
 
     def test_queue_created_needs_saved_rows(self):
         """queue_created() refuses rows without a primary key."""
@@ -367,9 +381,11 @@ class FailureTests(LiveTestCase):
         with override_settings(SNORKY_BACKEND_URL=f"http://127.0.0.1:{free_port()}/backend"):
             with self.assertLogs("snorky.backend.django", "DEBUG") as logs:
                 first = Todo.objects.create(list=self.inbox, title="while down")
+                flush_sender()
                 with transaction.atomic():
                     Todo.objects.create(list=self.inbox, title="also while down")
                     first.delete()
+                flush_sender()
         self.assertEqual(Todo.objects.get().title, "also while down")
         errors = [r for r in logs.records if r.levelno >= logging.ERROR]
         self.assertEqual(len(errors), 1, logs.output)
@@ -377,6 +393,7 @@ class FailureTests(LiveTestCase):
         self.assertEqual((stats.failures, stats.lost_deltas, stats.requests), (2, 3, 0))
         with self.assertLogs("snorky.backend.django", "WARNING") as logs:
             Todo.objects.create(list=self.inbox, title="back")
+            flush_sender()
         self.assertIn("answers again, after 2 failed call(s)", logs.output[0])
         self.assertEqual((stats.requests, stats.deltas), (1, 1))
 
@@ -384,6 +401,7 @@ class FailureTests(LiveTestCase):
         """Without an API key saves succeed and the failure is counted."""
         with override_settings(SNORKY_API_KEY=None), self.assertLogs("snorky.backend.django", "ERROR"):
             Todo.objects.create(list=self.inbox, title="no key")
+            flush_sender()
         self.assertEqual((stats.failures, stats.last_error[:20]), (1, "ImproperlyConfigured"))
 
     def test_a_serializer_bug_never_breaks_a_save(self):

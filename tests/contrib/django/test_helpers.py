@@ -9,7 +9,7 @@ import subprocess
 import sys
 import unittest
 
-from tests.contrib.django.harness import ROOT, Browser, LiveEnvironment, free_port, setup_django
+from tests.contrib.django.harness import ROOT, Browser, LiveEnvironment, flush_sender, free_port, setup_django
 
 setup_django()
 
@@ -233,9 +233,20 @@ class SettingsTests(SimpleTestCase):
 
     def test_stats_as_dict(self):
         """stats.as_dict() gives the counters for a health check."""
+        flush_sender()
         stats.reset()
         self.assertEqual(
-            stats.as_dict(), {"requests": 0, "deltas": 0, "failures": 0, "lost_deltas": 0, "last_error": ""}
+            stats.as_dict(),
+            {
+                "requests": 0,
+                "deltas": 0,
+                "failures": 0,
+                "lost_deltas": 0,
+                "unknown_deltas": 0,
+                "dropped_deltas": 0,
+                "queued_deltas": 0,
+                "last_error": "",
+            },
         )
 
 
