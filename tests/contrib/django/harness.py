@@ -242,6 +242,7 @@ class Browser:
         self.loop = asyncio.new_event_loop()
         self.pending = collections.deque()
         self.next_id = 0
+        self.closed = False
         self.ws = self.run(lambda: websocket_connect(url))
 
     def run(self, start, timeout=TIMEOUT):
@@ -255,6 +256,7 @@ class Browser:
     def _read(self):
         raw = self.run(self.ws.read_message)
         if raw is None:
+            self.closed = True
             raise ConnectionError("Snorky closed the WebSocket")
         return json.loads(raw)
 
@@ -291,7 +293,10 @@ class Browser:
             while await self.ws.read_message() is not None:
                 pass
 
-        self.run(closing, timeout=5)
+        if self.closed:  # by Snorky: nothing to wait for
+            self.run(lambda: asyncio.sleep(0, self.ws.close()))
+        else:
+            self.run(closing, timeout=5)
         self.loop.close()
 
 

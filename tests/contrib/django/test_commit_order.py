@@ -342,6 +342,45 @@ class FaultTests(TransactionTestCase):
         self.assertEqual(len(logs.records), 1)
         self.assertEqual((stats.lost_deltas, stats.unknown_deltas, stats.deltas), (3, 0, 0))
 
+    def test_snorky_killed_during_commits(self):
+        """Snorky killed while three threads commit through HTTP: no request waits, every delta is counted once."""
+        times, titles = [], []
+
+        def work(number):
+            with requests.Session() as http:
+                for n in range(15):
+                    start = time.monotonic()
+                    url = f"{self.django.url}/lists/{self.todo_list.pk}/todos/"
+                    response = http.post(url, json={"title": f"{number}-{n}"}, timeout=TIMEOUT)
+                    times.append(time.monotonic() - start)
+                    self.assertEqual(response.status_code, 201)
+                    titles.append(f"{number}-{n}")
+            return []
+
+        killer = threading.Thread(target=self.kill_after, args=(10,))
+        killer.start()
+        with self.assertLogs("snorky.backend.django", "ERROR"):
+            in_threads(3, work)
+            killer.join(TIMEOUT)
+            flush_sender()
+        self.assertIsNotNone(self.snorky.process.poll())
+        self.assertLess(max(times), TIMEOUT / 4)
+        self.assertEqual(stats.deltas + stats.lost_deltas + stats.unknown_deltas, 45)
+        self.assertGreater(stats.lost_deltas, 0)
+        with self.assertRaises(ConnectionError):  # what the page got before Snorky died
+            while True:
+                self.page.apply(self.page.browser.next_delta())
+        received = [delta["data"]["title"] for delta in self.page.applied]
+        self.assertTrue(set(received) <= set(titles))
+        # Each delta Snorky accepted reached the page; of the unknown ones, some may have.
+        self.assertGreaterEqual(len(received), stats.deltas)
+        self.assertLessEqual(len(received), stats.deltas + stats.unknown_deltas)
+
+    def kill_after(self, deltas):
+        wait_until(lambda: stats.deltas >= deltas, f"{deltas} deltas were published")
+        self.snorky.process.kill()
+        self.snorky.process.wait(TIMEOUT)
+
     @override_settings(SNORKY_QUEUE_SIZE=2)
     def test_full_queue_drops_and_counts(self):
         """When the sender's queue is full the deltas of new commits are dropped, counted and logged once."""
