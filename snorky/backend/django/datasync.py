@@ -549,7 +549,9 @@ def track_changes(queryset: models.QuerySet[Any]) -> Iterator[None]:
     ``queryset`` only afterwards an insertion. If the block raises, nothing is
     published. Saves inside the block still publish by themselves, so track
     only what signals miss. The rows are held in memory: track what the block
-    touches, not a whole large table.
+    touches, not a whole large table. On PostgreSQL outside a transaction, the
+    rows are read again locked, in a short transaction of their own, so that
+    their deltas get a version that orders them.
 
     Args:
         queryset: the rows to watch, of a subscribable model.

@@ -65,21 +65,20 @@ class RowVersions:
 
     def admit(self, delta: Delta) -> Delta | None:
         """The delta to deliver in place of ``delta``, or ``None`` if it is older than one delivered."""
-        if delta.version is None:
+        arrived = delta.version
+        if arrived is None:
             return delta
         row = (delta.model, delta.key)
         known = self.rows.get(row)
         if known is not None:
-            version, shown = known
-            if delta.version < version:
+            delivered, shown = known
+            if arrived < delivered:
                 self.stale += 1
-                logger.debug(
-                    "= dropped a delta of %s %r: version %d < %d", delta.model, delta.key, delta.version, version
-                )
+                logger.debug("= dropped a delta of %s %r: version %d < %d", delta.model, delta.key, arrived, delivered)
                 return None
             self.rows.move_to_end(row)
             delta = _against(delta, shown)
-        self.rows[row] = (delta.version, _DELETED if isinstance(delta, DeletionDelta) else _row_after(delta))
+        self.rows[row] = (arrived, _DELETED if isinstance(delta, DeletionDelta) else _row_after(delta))
         if len(self.rows) > self.capacity:
             self.rows.popitem(last=False)
             self.forgotten += 1
