@@ -185,7 +185,7 @@ def parse_order(delta: Delta, value: dict[str, Any], index: int = 0) -> Delta:
         return delta
     version = value["version"]
     if type(version) is not int or version < 0:
-        raise RPCError("Invalid params", "invalid_delta", f'Field "version" of delta {index} must be a non-negative integer')
+        raise RPCError(f'Field "version" must be a non-negative integer in delta {index}', "invalid_delta")
     delta.key, delta.version = make_hashable(_field(value, "key", index)), version
     return delta
 
