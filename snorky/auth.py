@@ -29,7 +29,7 @@ from typing import Any
 
 import jwt
 
-from snorky.errors import RPCError
+from snorky.errors import AuthError
 
 __all__ = [
     "AuthError",
@@ -76,10 +76,6 @@ def _short_key_said() -> Iterator[None]:
         if _PyJWTShortKey is not None:
             warnings.simplefilter("ignore", _PyJWTShortKey)
         yield
-
-
-class AuthError(RPCError):
-    """A token was refused: ``code`` is ``invalid_token`` or ``token_expired``."""
 
 
 class TokenVerifier:

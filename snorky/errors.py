@@ -4,11 +4,20 @@
 
     SnorkyError                 root: every error Snorky raises on purpose
     ├── RPCError                a command refused a call; its text goes to the caller
-    │   └── BrokerUnavailable   the broker cannot be reached now (code ``unavailable``)
+    │   ├── BrokerUnavailable   the broker cannot be reached now (code ``unavailable``)
+    │   └── AuthError           a token was refused (``invalid_token``, ``token_expired``)
     ├── ProtocolError           a peer sent something that is not a Snorky message
+    │   └── InvalidMessage      a message to an RPC service is not a call (0.1's name)
+    ├── BadQuery                a DataSync dealer cannot accept a subscription's query
+    ├── UnknownDealer           no DataSync dealer has this name (``no_such_dealer``)
+    ├── UnknownModelClass       no DataSync dealer serves a delta's model
     ├── ConfigError             a configuration file or option is wrong
     ├── ListenError             a listening address cannot be bound
-    └── TransportError          (snorky.backend) the backend port could not be reached
+    └── TransportError          the backend port could not be reached (snorky.backend)
+
+Each is importable from here and, for code written for Snorky 0.1, from the
+module that defined it then (``snorky.auth``, ``snorky.services.base``,
+``snorky.services.datasync.dealers``, ``...managers.dealer``, ``snorky.backend``).
 
 Every error that reaches a peer keeps Snorky 0.1's human ``message`` (for example
 ``"Unknown command"``) and adds a stable machine ``code`` (``"unknown_command"``).
@@ -32,6 +41,12 @@ __all__ = [
     "ProtocolError",
     "ConfigError",
     "ListenError",
+    "AuthError",
+    "InvalidMessage",
+    "BadQuery",
+    "UnknownDealer",
+    "UnknownModelClass",
+    "TransportError",
     "BrokerUnavailable",
     "code_for_message",
     "error_body",
@@ -229,3 +244,69 @@ class ConfigError(SnorkyError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "config_error")
+
+
+class AuthError(RPCError):
+    """A token was refused: ``code`` is ``invalid_token`` or ``token_expired``."""
+
+
+class InvalidMessage(ProtocolError):
+    """A message to an RPC service is not a call (kept from Snorky 0.1, where it was a bare Exception)."""
+
+    def __init__(self, message: str = "Invalid message", code: str = "invalid_message") -> None:
+        super().__init__(message, code)
+
+
+class BadQuery(SnorkyError):
+    """A subscription query a dealer cannot accept; the text says why.
+
+    Raised by :meth:`Dealer.validate_query
+    <snorky.services.datasync.dealers.Dealer.validate_query>` and by
+    :func:`~snorky.services.datasync.filters.compile_filter`; answered to the
+    backend as ``invalid_query``.
+    """
+
+    def __init__(self, message: str = "Invalid query", code: str = "invalid_query") -> None:
+        super().__init__(message, code)
+
+
+class UnknownDealer(SnorkyError):
+    """No dealer has this name (answered to the backend as ``no_such_dealer``)."""
+
+    def __init__(self, dealer_name: object) -> None:
+        shown = dealer_name if isinstance(dealer_name, str) else type(dealer_name).__name__
+        super().__init__("No such dealer", "no_such_dealer", f'No dealer is named "{shown:.60}"')
+        self.dealer_name = dealer_name
+        """The name asked for."""
+
+
+class UnknownModelClass(SnorkyError):
+    """No dealer serves this model (a delta for it reaches nobody)."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f'No dealer serves the model "{model:.60}"', "unknown_model")
+        self.model = model
+        """The model asked for."""
+
+
+class TransportError(SnorkyError):
+    """The backend port could not be reached or answered with an HTTP error.
+
+    Attributes:
+        url: the URL called.
+        status: the HTTP status (``None`` if no response came).
+        outcome_unknown: the request may have reached Snorky, but no answer
+            came (it timed out, or the connection broke after it was sent):
+            Snorky may have acted on it. ``False`` when it certainly did not
+            arrive (the connection was refused) or Snorky answered.
+
+    .. versionchanged:: 0.2
+       ``outcome_unknown``.
+    """
+
+    def __init__(self, url: str, status: int | None, detail: str, *, outcome_unknown: bool = False) -> None:
+        where = f"{url}: HTTP {status}" if status is not None else url
+        super().__init__(f"Snorky backend {where}: {detail}", "transport_error")
+        self.url = url
+        self.status = status
+        self.outcome_unknown = outcome_unknown

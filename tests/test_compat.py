@@ -204,3 +204,27 @@ class ZeroOneBehaviourTests(unittest.TestCase):
                 registry.process_message_raw(client, raw)
             self.assertEqual([r.name for r in logs.records], ["snorky"])
             self.assertTrue(logs.records[0].getMessage().startswith(start), logs.records[0].getMessage())
+
+
+class ExceptionHomeTests(unittest.TestCase):
+    def test_every_exception_lives_in_errors_and_at_its_01_path(self):
+        """errors.py owns every exception; the modules that defined them in 0.1 re-export the same class."""
+        import snorky.errors as errors
+        from snorky.auth import AuthError
+        from snorky.backend import SnorkyError, TransportError
+        from snorky.services.base import InvalidMessage
+        from snorky.services.datasync.dealers import BadQuery
+        from snorky.services.datasync.managers.dealer import UnknownDealer, UnknownModelClass
+
+        for name, cls in [
+            ("AuthError", AuthError),
+            ("TransportError", TransportError),
+            ("SnorkyError", SnorkyError),
+            ("InvalidMessage", InvalidMessage),
+            ("BadQuery", BadQuery),
+            ("UnknownDealer", UnknownDealer),
+            ("UnknownModelClass", UnknownModelClass),
+        ]:
+            with self.subTest(name=name):
+                self.assertIs(getattr(errors, name), cls)
+                self.assertTrue(issubclass(cls, errors.SnorkyError))

@@ -29,7 +29,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError
 
 from snorky.auth import sign_token
-from snorky.errors import SnorkyError
+from snorky.errors import SnorkyError, TransportError
 
 __all__ = [
     "sign_token",
@@ -42,29 +42,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class TransportError(SnorkyError):
-    """The backend port could not be reached or answered with an HTTP error.
-
-    Attributes:
-        url: the URL called.
-        status: the HTTP status (``None`` if no response came).
-        outcome_unknown: the request may have reached Snorky, but no answer
-            came (it timed out, or the connection broke after it was sent):
-            Snorky may have acted on it. ``False`` when it certainly did not
-            arrive (the connection was refused) or Snorky answered.
-
-    .. versionchanged:: 0.2
-       ``outcome_unknown``.
-    """
-
-    def __init__(self, url: str, status: int | None, detail: str, *, outcome_unknown: bool = False) -> None:
-        where = f"{url}: HTTP {status}" if status is not None else url
-        super().__init__(f"Snorky backend {where}: {detail}", "transport_error")
-        self.url = url
-        self.status = status
-        self.outcome_unknown = outcome_unknown
 
 
 def _may_have_arrived(error: requests.RequestException) -> bool:

@@ -23,20 +23,20 @@ import json
 import logging
 import types
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 
-from snorky.errors import RPCError, code_for_message, error_body
+from snorky.errors import InvalidMessage, RPCError, code_for_message, error_body
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound
 
 if TYPE_CHECKING:
     from snorky.brokers.base import Broker
-    from snorky.service_registry import ServiceRegistry
 
 __all__ = [
     "Service",
+    "Registry",
     "RPCService",
     "RPCMeta",
     "Request",
@@ -56,6 +56,17 @@ compat_log = logging.getLogger("snorky")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Registry(Protocol):
+    """What a service sees of the :class:`~snorky.ServiceRegistry` it is registered in.
+
+    (Services do not import the registry: it sits above them and imports them.)
+    """
+
+    broker: Broker
+    registered_services: dict[str, Service]
+    clients: set[Any]
+
+
 class Service:
     """Base of every service: a name, and messages in and out.
 
@@ -69,7 +80,7 @@ class Service:
     def __init__(self, name: str) -> None:
         self.name = name
         """The name clients use to address this service."""
-        self.registry: ServiceRegistry | None = None
+        self.registry: Registry | None = None
         """The registry this service was registered in, if any."""
         self._broker: Broker | None = None
 
@@ -97,7 +108,7 @@ class Service:
                     broker.subscribe(topic, handler)
         self._broker_is_private = False
 
-    def registered(self, registry: ServiceRegistry) -> None:
+    def registered(self, registry: Registry) -> None:
         """Called once the service is registered (its :attr:`broker` is the registry's)."""
 
     def process_message_from(self, client: Any, msg: Any) -> None:
@@ -204,10 +215,6 @@ def identities_of(clients: Any) -> list[dict[str, Any]]:
         if entry["info"] is None:
             entry["info"] = getattr(client, "info", None)
     return list(grouped.values())
-
-
-class InvalidMessage(Exception):
-    """The message is not an RPC request (kept from Snorky 0.1)."""
 
 
 def _ellipsis(text: str, max_length: int = 100) -> str:

@@ -19,8 +19,7 @@ from typing import Any
 from snorky.brokers.base import then, topic_for
 from snorky.errors import CLOSE_DISCONNECTED, RPCError
 from snorky.protocol import Outbound
-from snorky.service_registry import ServiceRegistry
-from snorky.services.base import Request, RPCService, rpc_command
+from snorky.services.base import Registry, Request, RPCService, rpc_command
 from snorky.version import __version__
 
 __all__ = ["ControlService"]
@@ -36,7 +35,7 @@ class ControlService(RPCService):
         frontend: the public registry to control.
     """
 
-    def __init__(self, name: str = "control", frontend: ServiceRegistry | None = None) -> None:
+    def __init__(self, name: str = "control", frontend: Registry | None = None) -> None:
         super().__init__(name)
         if frontend is None:
             raise ValueError("ControlService needs the frontend registry")

@@ -25,7 +25,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from snorky.errors import SnorkyError
+from snorky.errors import BadQuery
 
 __all__ = ["BadQuery", "compile_filter", "filter_matches", "get_field", "MAX_DEPTH"]
 
@@ -44,18 +44,6 @@ _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
 }
 _LOGICAL = ("and", "or", "not")
-
-
-class BadQuery(SnorkyError):
-    """A subscription query a dealer cannot accept; the text says why.
-
-    Raised by :meth:`Dealer.validate_query
-    <snorky.services.datasync.dealers.Dealer.validate_query>` and by
-    :func:`compile_filter`; answered to the backend as ``invalid_query``.
-    """
-
-    def __init__(self, message: str = "Invalid query", code: str = "invalid_query") -> None:
-        super().__init__(message, code)
 
 
 def get_field(model: Any, name: str) -> Any:

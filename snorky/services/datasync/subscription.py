@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snorky.services.datasync.dealers import Dealer
     from snorky.services.datasync.delta import Delta
 
 __all__ = ["Subscription", "SubscriptionItem"]
@@ -41,7 +40,7 @@ class SubscriptionItem:
         """The query, as authorized."""
         self.subscription: Any = subscription
         """The subscription this item belongs to."""
-        self.dealer: Dealer | None = None
+        self.dealer: Any = None  # the Dealer serving it (dealers import this module, not the other way)
         """The dealer holding this item while it is connected, else ``None``."""
 
     def __repr__(self) -> str:

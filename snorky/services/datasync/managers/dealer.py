@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from snorky.errors import SnorkyError
+from snorky.errors import UnknownDealer, UnknownModelClass
 from snorky.types import MultiDict
 
 if TYPE_CHECKING:
@@ -20,25 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["UnknownDealer", "UnknownModelClass", "DealerManager"]
 
 logger = logging.getLogger(__name__)
-
-
-class UnknownDealer(SnorkyError):
-    """No dealer has this name (answered to the backend as ``no_such_dealer``)."""
-
-    def __init__(self, dealer_name: object) -> None:
-        shown = dealer_name if isinstance(dealer_name, str) else type(dealer_name).__name__
-        super().__init__("No such dealer", "no_such_dealer", f'No dealer is named "{shown:.60}"')
-        self.dealer_name = dealer_name
-        """The name asked for."""
-
-
-class UnknownModelClass(SnorkyError):
-    """No dealer serves this model."""
-
-    def __init__(self, model: str) -> None:
-        super().__init__(f'No dealer serves the model "{model:.60}"')
-        self.model = model
-        """The model asked for."""
 
 
 class DealerManager:
