@@ -16,6 +16,8 @@ Programs should test the code; people read the message.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ERROR_CODES",
     "CLOSE_CODES",
@@ -145,7 +147,19 @@ class RPCError(SnorkyError):
 
 
 class ProtocolError(SnorkyError):
-    """A peer sent bytes that are not a valid Snorky message (its fault, not ours)."""
+    """A peer sent bytes that are not a valid Snorky message (its fault, not ours).
+
+    Attributes:
+        service: the service the refused message names, when it could be read (the
+            error reply is sent in that service's envelope).
+        content: the refused message's body, when it could be read (its ``callId``
+            is echoed).
+        detail: what was wrong, for the log line.
+    """
+
+    service: str | None = None
+    content: Any = None
+    detail: str | None = None
 
 
 class BrokerUnavailable(RPCError):

@@ -92,8 +92,8 @@ class ServiceRegistry:
         try:
             decoded = decode(msg)
         except ProtocolError as error:
-            logger.warning("! invalid JSON from %r: %.200r", client, msg)
-            self.reject(client, error.code, None, None)
+            logger.warning("! %s from %r: %.200r", error.detail or "invalid JSON", client, msg)
+            self.reject(client, error.code, error.service, error.content)
             return
         self.process_message_from(client, decoded)
 
