@@ -63,6 +63,12 @@ class FrontendConfig:
     static_dir: str = ""
     """A folder of files served at ``/`` (``index.html`` for folders), relative to the
     configuration file; for pages that use Snorky, such as the demos."""
+    header_timeout: float = 10.0
+    """Seconds an HTTP connection may take to send a complete request header, counted from
+    when it opens or its previous response ends (idle keep-alive connections and slow
+    senders are closed after it). WebSocket connections are kept by pings instead."""
+    body_timeout: float = 60.0
+    """Seconds a request may take to send its body."""
     transport: TransportOptions = field(default_factory=TransportOptions)
 
 
@@ -79,6 +85,9 @@ class BackendConfig:
     Without a key the backend port is not opened at all."""
     max_message_size: int = 1024 * 1024
     timeout: float = 30.0
+    header_timeout: float = 60.0
+    """As ``[frontend] header_timeout``; longer, for application servers' pooled connections."""
+    body_timeout: float = 60.0
 
 
 @dataclass

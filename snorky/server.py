@@ -241,19 +241,34 @@ class SnorkyServer:
         """Start the broker and listen on the configured ports (port 0 picks a free one)."""
         await self.broker.start()
         fe, be = self.config.frontend, self.config.backend
-        self.frontend_port = self._listen(self.frontend_app(), fe.address, fe.port, None)
+        self.frontend_port = self._listen(
+            self.frontend_app(), fe.address, fe.port, fe.transport.sockjs_body_limit, fe.header_timeout, fe.body_timeout
+        )
         logger.info("= frontend on http://%s:%d (WebSocket %s)", fe.address, self.frontend_port, fe.websocket_path)
         if be.api_key:
             self.backend_port = self._listen(
-                self.backend_app(be.api_key), be.address, be.port, be.max_message_size + 64 * 1024
+                self.backend_app(be.api_key),
+                be.address,
+                be.port,
+                be.max_message_size,
+                be.header_timeout,
+                be.body_timeout,
             )
             logger.info("= backend on http://%s:%d%s", be.address, self.backend_port, be.path)
         else:
             logger.warning("! no backend API key (set SNORKY_API_KEY or [backend] api_key): backend port not opened")
 
-    def _listen(self, app: Application, address: str, port: int, max_body: int | None) -> int:
-        kwargs: dict[str, Any] = {} if max_body is None else {"max_body_size": max_body}
-        server = HTTPServer(app, **kwargs)
+    def _listen(
+        self, app: Application, address: str, port: int, max_body: int, header_timeout: float, body_timeout: float
+    ) -> int:
+        # Handlers that take bodies check their own limits before reading (and may raise
+        # Tornado's per request); max_body bounds what any other route reads.
+        server = HTTPServer(
+            app,
+            max_body_size=max_body,
+            idle_connection_timeout=header_timeout or None,
+            body_timeout=body_timeout or None,
+        )
         sockets = bind_sockets(port, address)
         server.add_sockets(sockets)
         self._servers.append(server)
