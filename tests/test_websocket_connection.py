@@ -67,7 +67,7 @@ def chunkings(data, bytewise=True):
     if bytewise:
         yield "one byte at a time", [data[i : i + 1] for i in range(len(data))]
     points = [0, *header_points(data), len(data)]
-    yield "split at header boundaries", [data[a:b] for a, b in zip(points, points[1:]) if b > a]
+    yield "split at header boundaries", [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
 
 
 def feed(data, bytewise=True, eof=False, limit=1 << 20, deflate=None):
