@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tornado.httputil import HTTPServerRequest
+
 __all__ = ["LimitedBody"]
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class LimitedBody:
     the handler answers, so that a client that sends its whole body before reading the
     answer (most do) gets it; a larger one is answered at once and the connection closed."""
 
-    request: Any
+    request: HTTPServerRequest
     send_error: Any
 
     def start_body(self) -> bool:
@@ -44,7 +46,7 @@ class LimitedBody:
         self.body_too_large = False
         """Whether the body was over :attr:`body_limit` (and thrown away)."""
         announced = self.request.headers.get("Content-Length")
-        connection = self.request.connection
+        connection: Any = self.request.connection
         if announced is None:
             # Chunked: counted as it comes (see data_received); Tornado itself stops at a
             # single chunk far larger than anything kept.

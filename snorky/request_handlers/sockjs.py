@@ -127,6 +127,8 @@ class _LimitedSend(LimitedBody):
 
     server: Any
     path_kwargs: dict[str, Any]
+    set_status: Any
+    finish: Any
 
     def prepare(self) -> None:
         super().prepare()  # type: ignore[misc]

@@ -89,7 +89,7 @@ def check() -> list[str]:
                     f"{owner}.{name} is now a {type(getattr(target, name)).__name__}, not a {kind.__name__};"
                     f" Snorky used it for {use}"
                 )
-        if not problems and stream._state is not None:  # type: ignore[attr-defined]
+        if not problems and stream._state is not None:
             problems.append("tornado.iostream.IOStream._state is set on a new stream; it used to start as None")
         stream.close()
     finally:
@@ -112,7 +112,7 @@ def _assigned_names(cls: type) -> set[str]:
 def read_leftover(stream: IOStream) -> bytes:
     """The bytes Tornado read from ``stream`` beyond the request (a client may send its
     first frame in the same segment as the handshake)."""
-    return bytes(stream._read_buffer[: stream._read_buffer_size])  # type: ignore[attr-defined]
+    return bytes(stream._read_buffer[: stream._read_buffer_size])
 
 
 def detach_socket(stream: IOStream) -> socket.socket:
@@ -120,9 +120,9 @@ def detach_socket(stream: IOStream) -> socket.socket:
     then no longer reads or writes (it must have nothing left to write)."""
     original = stream.socket
     assert original is not None and not stream.writing()
-    if stream._state is not None:  # type: ignore[attr-defined]
+    if stream._state is not None:
         stream.io_loop.remove_handler(original)
-        stream._state = None  # type: ignore[attr-defined]
+        stream._state = None
     return original
 
 
@@ -131,7 +131,7 @@ def release_request(handler: RequestHandler) -> None:
     (and through it Tornado's emptied stream) and the response headers already sent.
     The request keeps its headers, cookies and address."""
     handler.request.server_connection = None
-    handler._headers = _SENT_HEADERS  # type: ignore[attr-defined]
+    handler._headers = _SENT_HEADERS
 
 
 def websocket_stream(protocol: Any) -> IOStream | None:
@@ -140,12 +140,12 @@ def websocket_stream(protocol: Any) -> IOStream | None:
     return stream
 
 
-def end_frame_loop(protocol: WebSocketProtocol13) -> None:
+def end_frame_loop(protocol: Any) -> None:
     """Make Tornado's frame loop for ``protocol`` stop at its next turn."""
     protocol.client_terminated = True
 
 
-def end_protocol(protocol: WebSocketProtocol13) -> None:
+def end_protocol(protocol: Any) -> None:
     """End Tornado's side of a connection whose socket was taken over."""
     protocol.on_connection_close()
 
@@ -156,7 +156,8 @@ class LoggingProtocol13(WebSocketProtocol13):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == 1009 and not self.server_terminated:
-            logger.warning("! closing %s: %s", self.handler.request.remote_ip, reason)
+            handler: Any = self.handler
+            logger.warning("! closing %s: %s", handler.request.remote_ip, reason)
         super().close(code, reason)
 
 

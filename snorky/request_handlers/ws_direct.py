@@ -155,7 +155,7 @@ class DirectConnection:
         if self.ping_interval:
             self._timer = asyncio.get_running_loop().call_later(self.ping_interval, self._tick, context=_TIMER_CONTEXT)
 
-    def _events(self, fd: int, events: int) -> None:
+    def _events(self, fd: Any, events: int) -> None:
         if events & _WRITE:
             self._flush()
         if events & _READ and self.sock is not None:
@@ -223,7 +223,7 @@ class DirectConnection:
             if sent == len(frame):
                 return
             frame = frame[sent:]
-            self.io_loop.update_handler(self.sock, _READ | _WRITE)  # type: ignore[union-attr]
+            self.io_loop.update_handler(self.sock, _READ | _WRITE)  # type: ignore[union-attr, arg-type]
             self._pending = deque()  # made only when needed: an empty deque is over 600 bytes
         self._pending.append(frame)
         self._pending_size += len(frame)
