@@ -157,23 +157,25 @@ class Outbound:
         """The message as a WebSocket text frame compressed with permessage-deflate and no
         context takeover, for a connection whose window is at most ``max_window_bits``.
 
-        The frame depends only on the window actually used (see
-        :func:`~snorky.websocket.deflate.window_bits_for`), so it is built once per
-        window, with the ``level`` of the first connection that asks, and shared by
-        every connection that uses it. A message shorter than ``min_size``, or that
-        does not get smaller, is the plain frame (:attr:`ws_frame`).
+        The frame is built once per window size, with the ``level`` and ``min_size`` of
+        the first connection that asks, and shared by every connection with that window
+        (almost all of them ask for the largest, 15 bits). A message shorter than
+        ``min_size``, or that does not get smaller, is the plain frame (:attr:`ws_frame`),
+        which RFC 7692 allows on a compressing connection too.
         """
+        frames = self._ws_deflated
+        if frames is not None:
+            frame = frames.get(max_window_bits)
+            if frame is not None:
+                return frame
+        else:
+            frames = self._ws_deflated = {}
         data = self.json
         bits = window_bits_for(len(data), max_window_bits) if len(data) >= min_size else 0
-        if not bits:
-            return self.ws_frame
-        frames = self._ws_deflated
-        if frames is None:
-            frames = self._ws_deflated = {}
-        frame = frames.get(bits)
-        if frame is None:
-            compressed = compress_message(data, bits, level)
-            frame = frames[bits] = self.ws_frame if compressed is None else websocket_frame(compressed, rsv1=True)
+        compressed = compress_message(data, bits, level) if bits else None
+        frame = frames[max_window_bits] = (
+            self.ws_frame if compressed is None else websocket_frame(compressed, rsv1=True)
+        )
         return frame
 
     @property
