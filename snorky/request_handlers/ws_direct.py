@@ -177,8 +177,10 @@ class DirectConnection:
         """Feed bytes read from the socket; deliver the messages, write the answers."""
         protocol = self.protocol
         protocol.receive_data(data)
-        if protocol.events:
-            self._dispatch(protocol.events_received())
+        events = protocol.events
+        if events:
+            protocol.events = []  # events_received(), without the call
+            self._dispatch(events)
         if protocol.writes:
             self._send_out(protocol.data_to_send())
         if protocol.state != OPEN and self.open:
