@@ -640,6 +640,39 @@ class RFC7692PerMessageDeflate(unittest.TestCase):
             self.assertEqual(inflater.inflate(deflate_raw(b"same"), True, 100), b"same")
 
 
+class OrderTests(unittest.TestCase):
+    """Answers of the protocol's own keep their place among the messages (Autobahn 5.6, 5.19, 3.2)."""
+
+    def in_order(self, data):
+        results = []
+        for _name, chunks in chunkings(data):
+            conn = ServerConnection(1 << 20)
+            items = []
+            for chunk in chunks:
+                conn.receive_data(chunk)
+                items += [(w, x if w else normalize([x])[0]) for w, x in conn.take_in_order()]
+            results.append(items)
+        self.assertTrue(all(r == results[0] for r in results))
+        return results[0]
+
+    def test_ping_inside_a_fragmented_message_is_answered_first(self):
+        """The pong of a ping between fragments comes before the message it interrupts."""
+        data = cframe("frag", fin=False) + cframe(b"p", opcode=0x9) + cframe("ment", opcode=0)
+        items = self.in_order(data)
+        self.assertEqual(items, [(True, websocket_frame(b"p", 0xA)), (False, ("Ping", b"p")), (False, "fragment")])
+
+    def test_message_then_ping_keeps_the_message_first(self):
+        """A message, then a ping: the message comes first, then the pong."""
+        items = self.in_order(cframe("hello") + cframe(b"p", opcode=0x9))
+        self.assertEqual(items[0], (False, "hello"))
+        self.assertEqual(items[1], (True, websocket_frame(b"p", 0xA)))
+
+    def test_message_then_bad_frame(self):
+        """A message, then a bad frame: the message first, then the close frame and the end."""
+        items = self.in_order(cframe("ok") + cframe("x", rsv=2))
+        self.assertEqual(items, [(False, "ok"), (True, server_close(1002)), (True, SEND_EOF)])
+
+
 class StateTests(unittest.TestCase):
     """The connection's states, and sending while open."""
 

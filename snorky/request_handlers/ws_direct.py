@@ -177,12 +177,19 @@ class DirectConnection:
         """Feed bytes read from the socket; deliver the messages, write the answers."""
         protocol = self.protocol
         protocol.receive_data(data)
-        events = protocol.events
-        if events:
-            protocol.events = []  # events_received(), without the call
-            self._dispatch(events)
         if protocol.writes:
-            self._send_out(protocol.data_to_send())
+            # Answers of the protocol's own (pongs, close frames) go out in turn with
+            # what the messages before and after them cause.
+            for is_write, item in protocol.take_in_order():
+                if is_write:
+                    self._send_out([item])
+                else:
+                    self._dispatch([item])
+        else:
+            events = protocol.events
+            if events:
+                protocol.events = []  # events_received(), without the call
+                self._dispatch(events)
         if protocol.state != OPEN and self.open:
             failure = protocol.failure
             if failure is not None:

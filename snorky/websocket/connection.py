@@ -108,6 +108,7 @@ class ServerConnection:
         "state",
         "events",
         "writes",
+        "_marks",
         "close_rcvd",
         "close_sent",
         "failure",
@@ -142,6 +143,7 @@ class ServerConnection:
         """Received and not yet taken by :meth:`events_received`."""
         self.writes: list[bytes] = []
         """To send, not yet taken by :meth:`data_to_send`."""
+        self._marks: list[int] = []  # for each of writes: how many events came before it
         self.close_rcvd: tuple[int | None, str] | None = None
         """The peer's close frame, ``(code or None, reason)``, once received."""
         self.close_sent: int | None = None
@@ -261,7 +263,7 @@ class ServerConnection:
                 self._close_received(payload)
             elif opcode == OP_PING:
                 if self.state == OPEN:
-                    self.writes.append(websocket_frame(payload, OP_PONG))
+                    self._write(websocket_frame(payload, OP_PONG))
                     self.events.append(Ping(payload))
             else:
                 self.events.append(Pong(payload))
@@ -308,7 +310,7 @@ class ServerConnection:
         self.close_rcvd = (code, reason)
         if self.state == OPEN:
             # Echo the code (RFC 6455, 5.5.1); the reason stays the peer's own.
-            self.writes.append(websocket_frame(close_payload(code), OP_CLOSE))
+            self._write(websocket_frame(close_payload(code), OP_CLOSE))
             self.close_sent = code or 0
             self.state = CLOSING
         # Both close frames are exchanged: the server closes TCP first (7.1.1), and
@@ -321,12 +323,12 @@ class ServerConnection:
         """Send a text message (``data`` is its UTF-8), compressed if negotiated; nothing
         once closing."""
         if self.state == OPEN:
-            self.writes.append(self.message_frame(data, OP_TEXT))
+            self._write(self.message_frame(data, OP_TEXT))
 
     def send_binary(self, data: bytes) -> None:
         """Send a binary message, compressed if negotiated; nothing once closing."""
         if self.state == OPEN:
-            self.writes.append(self.message_frame(data, OP_BINARY))
+            self._write(self.message_frame(data, OP_BINARY))
 
     def message_frame(self, data: bytes, opcode: int = OP_TEXT) -> bytes:
         """The frame of one message for this connection (compressed if negotiated)."""
@@ -342,7 +344,7 @@ class ServerConnection:
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping (nothing once closing)."""
         if self.state == OPEN:
-            self.writes.append(websocket_frame(data, OP_PING))
+            self._write(websocket_frame(data, OP_PING))
 
     def send_close(self, code: int | None = 1000, reason: str = "") -> None:
         """Start the closing handshake: send a close frame (once; nothing if closing
@@ -350,7 +352,7 @@ class ServerConnection:
         ends the connection."""
         if self.state != OPEN:
             return
-        self.writes.append(websocket_frame(close_payload(code, reason), OP_CLOSE))
+        self._write(websocket_frame(close_payload(code, reason), OP_CLOSE))
         self.close_sent = code or 0
         self.state = CLOSING
 
@@ -363,7 +365,7 @@ class ServerConnection:
         if self.failure is None:
             self.failure = error
         if self.state == OPEN:
-            self.writes.append(websocket_frame(close_payload(error.code), OP_CLOSE))
+            self._write(websocket_frame(close_payload(error.code), OP_CLOSE))
             self.close_sent = error.code
             self.state = CLOSING
         self._send_eof()
@@ -375,21 +377,46 @@ class ServerConnection:
         self._pieces = []
         if not self.eof_sent and self.state != CLOSED:
             self.eof_sent = True
-            self.writes.append(SEND_EOF)
+            self._write(SEND_EOF)
 
     # Output ------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        self._marks.append(len(self.events))
+        self.writes.append(data)
 
     def events_received(self) -> list[Any]:
         """Take the events received since the last call: ``str`` (a text message),
         ``bytes`` (a binary message), :class:`Ping`, :class:`Pong`."""
         events, self.events = self.events, []
+        self._marks = [0] * len(self._marks)
         return events
 
     def data_to_send(self) -> list[bytes]:
         """Take the bytes to write since the last call, in order; :data:`SEND_EOF`
         means: close the TCP connection once what came before is written."""
         writes, self.writes = self.writes, []
+        self._marks = []
         return writes
+
+    def take_in_order(self) -> list[tuple[bool, Any]]:
+        """Take events and bytes to write together, in the order the input caused them:
+        ``(False, event)`` or ``(True, bytes)``.
+
+        The order matters when one read holds, say, a message and then a ping: the
+        answer to the message is written before the pong. :meth:`events_received` then
+        :meth:`data_to_send` give the same items, but not their relative order.
+        """
+        events, writes, marks = self.events, self.writes, self._marks
+        self.events, self.writes, self._marks = [], [], []
+        items: list[tuple[bool, Any]] = []
+        taken = 0
+        for mark, data in zip(marks, writes, strict=True):
+            items.extend((False, event) for event in events[taken:mark])
+            taken = max(taken, mark)
+            items.append((True, data))
+        items.extend((False, event) for event in events[taken:])
+        return items
 
     def close_expected(self) -> bool:
         """Whether the TCP connection should close soon (the closing handshake started);

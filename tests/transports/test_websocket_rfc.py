@@ -145,6 +145,27 @@ class CloseHandshakeTests(DirectTestCase):
             await asyncio.sleep(0.01)
 
 
+class OrderTests(DirectTestCase):
+    """Pongs keep their place among answers (Autobahn 5.6, 5.7, 5.19)."""
+
+    @gen_test(timeout=TIMEOUT)
+    async def test_ping_between_fragments_is_answered_before_the_message(self):
+        """A ping between two fragments of a call is answered before the call's reply."""
+        ws, _client = await self.raw()
+        data = rpc_frame("echo", "echo", call_id=1, value="in two parts").encode()
+        await ws.send_raw(frame(data[:9], final=False) + frame(b"ping payload", opcode=0x9) + frame(data[9:], opcode=0))
+        self.assertEqual(await asyncio.wait_for(ws.read_frame(), TIMEOUT), (0xA, b"ping payload"))
+        self.assertEqual((await self.reply(ws))["message"]["data"], "in two parts")
+
+    @gen_test(timeout=TIMEOUT)
+    async def test_call_then_ping_is_answered_in_order(self):
+        """A call then a ping, in one write: the reply comes first, then the pong."""
+        ws, _client = await self.raw()
+        await ws.send_raw(frame(rpc_frame("echo", "echo", call_id=2, value="first")) + frame(b"then", opcode=0x9))
+        self.assertEqual((await self.reply(ws))["message"]["data"], "first")
+        self.assertEqual(await asyncio.wait_for(ws.read_frame(), TIMEOUT), (0xA, b"then"))
+
+
 class CloseCodeTests(DirectTestCase):
     """RFC 6455, 7.4: close frames the server refuses (Autobahn 7.3.2, 7.5.1, 7.9.*)."""
 
