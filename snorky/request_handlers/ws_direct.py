@@ -23,6 +23,7 @@ import asyncio
 import contextvars
 import logging
 import socket
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,40 @@ _READ, _WRITE, _ERROR = IOLoop.READ, IOLoop.WRITE, IOLoop.ERROR
 # Timers run in one shared, empty context instead of a copy of the current one per timer.
 _TIMER_CONTEXT = contextvars.Context()
 _RECV_SIZE = 64 * 1024  # larger reads would allocate (mmap) a large buffer for every small message
+
+
+class _Turns:
+    """The turns of one event loop, as far as writes go: frames written to a connection
+    after its first in the same turn are held until the turn ends."""
+
+    __slots__ = ("number", "scheduled", "held")
+
+    def __init__(self) -> None:
+        self.number = 0
+        self.scheduled = False
+        self.held: list[DirectConnection] = []
+
+    def schedule(self) -> None:
+        self.scheduled = True
+        asyncio.get_running_loop().call_soon(self.end, context=_TIMER_CONTEXT)
+
+    def end(self) -> None:
+        self.scheduled = False
+        self.number += 1
+        held, self.held = self.held, []
+        for connection in held:
+            connection._release()
+
+
+_NO_TURNS = _Turns()  # until attached
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
+
+
+def _turns_of(loop: asyncio.AbstractEventLoop) -> _Turns:
+    turns = _TURNS.get(loop)
+    if turns is None:
+        turns = _TURNS[loop] = _Turns()
+    return turns
 
 
 class DirectConnection:
@@ -86,6 +121,9 @@ class DirectConnection:
         "_pending",
         "_pending_size",
         "_eof_when_sent",
+        "_held_frames",
+        "_turn",
+        "_turns",
         "_eof_sent",
         "_timer",
         "_close_timer",
@@ -126,6 +164,9 @@ class DirectConnection:
         self._pending: deque[bytes] | None = None  # frames (or their ends) the kernel did not take yet
         self._pending_size = 0
         self._eof_when_sent = False
+        self._held_frames: list[bytes] | None = None  # frames held until the end of this loop turn
+        self._turn = -1  # the loop turn of the last frame sent at once
+        self._turns: _Turns = _NO_TURNS
         self._eof_sent = False
         self._timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -150,6 +191,7 @@ class DirectConnection:
     def attach(self, sock: socket.socket, io_loop: IOLoop) -> None:
         """Start serving ``sock`` (non-blocking) on ``io_loop``."""
         self.sock, self.io_loop = sock, io_loop
+        self._turns = _turns_of(asyncio.get_running_loop())
         self.open = True
         io_loop.add_handler(sock, self._events, _READ)
         if self.ping_interval:
@@ -217,58 +259,74 @@ class DirectConnection:
             self.close(CLOSE_INTERNAL_ERROR)
 
     def write(self, frame: bytes) -> None:
-        """Send ``frame`` now, or queue what the kernel does not take (frames never interleave).
-        Nothing is sent once the closing handshake has started."""
-        if not self.open:
+        """Send ``frame``: at once if it is the connection's first this loop turn, else
+        with the others at the end of the turn; the kernel's refusals are queued
+        (frames never interleave). Nothing is sent once the closing handshake has started."""
+        if self.open:
+            self._send(frame)
+
+    def _send(self, data: bytes) -> None:
+        held = self._held_frames
+        if held is not None:
+            held.append(data)
             return
         if self._pending is None:
+            turns = self._turns
+            if self._turn == turns.number:
+                # A second frame this loop turn (a burst, such as several publishes read
+                # at once): hold it, and those after it, and send them in one piece at
+                # the end of the turn. With TCP_NODELAY each send is a TCP segment.
+                self._held_frames = [data]
+                turns.held.append(self)
+                return
+            self._turn = turns.number
+            if not turns.scheduled:
+                turns.schedule()
+        self._send_now(data)
+
+    def _send_now(self, data: bytes) -> None:
+        if self._pending is None:
             try:
-                sent = self.sock.send(frame)  # type: ignore[union-attr]
+                sent = self.sock.send(data)  # type: ignore[union-attr]
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
                 self._lost()
                 return
-            if sent == len(frame):
+            if sent == len(data):
                 return
-            frame = frame[sent:]
+            data = data[sent:]
             self.io_loop.update_handler(self.sock, _READ | _WRITE)  # type: ignore[union-attr, arg-type]
             self._pending = deque()  # made only when needed: an empty deque is over 600 bytes
-        self._pending.append(frame)
-        self._pending_size += len(frame)
+        self._pending.append(data)
+        self._pending_size += len(data)
         if self.max_unsent and self._pending_size > self.max_unsent and self.on_too_slow is not None:
             self.on_too_slow()
+
+    def _release(self) -> None:
+        """The loop turn ended: send the frames held during it, in one piece."""
+        held, self._held_frames = self._held_frames, None
+        if held and self.sock is not None:
+            self._send_now(held[0] if len(held) == 1 else b"".join(held))
+            if self._eof_when_sent and self._pending is None:
+                self._shutdown()
 
     def send_message(self, data: bytes, binary: bool = False) -> None:
         """Send one message of this connection's own (compressed if negotiated)."""
         if self.open:
-            self.write(self.protocol.message_frame(data, OP_BINARY if binary else OP_TEXT))
+            self._send(self.protocol.message_frame(data, OP_BINARY if binary else OP_TEXT))
 
     def _send_out(self, writes: list[bytes]) -> None:
         """Write what the protocol asks, even once closing (its close frame)."""
         for data in writes:
-            if data is SEND_EOF or not data:
-                self._eof_when_sent = True
-                if self._pending is None:
-                    self._shutdown()
-                return
             if self.sock is None or self._eof_when_sent:
                 return
-            if self._pending is None:
-                try:
-                    sent = self.sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self._lost()
-                    return
-                if sent == len(data):
-                    continue
-                data = data[sent:]
-                self.io_loop.update_handler(self.sock, _READ | _WRITE)  # type: ignore[union-attr]
-                self._pending = deque()
-            self._pending.append(data)
-            self._pending_size += len(data)
+            if data is SEND_EOF or not data:
+                self._eof_when_sent = True
+                if self._pending is None and self._held_frames is None:
+                    self._shutdown()
+                return
+            self._send(data)
 
     def _flush(self) -> None:
         sock, pending = self.sock, self._pending
@@ -351,6 +409,7 @@ class DirectConnection:
         sock.close()
         self._pending = None
         self._pending_size = 0
+        self._held_frames = None
         for timer in (self._timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
