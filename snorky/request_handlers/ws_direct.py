@@ -50,38 +50,40 @@ _TIMER_CONTEXT = contextvars.Context()
 _RECV_SIZE = 64 * 1024  # larger reads would allocate (mmap) a large buffer for every small message
 
 
-class _Turns:
-    """The turns of one event loop, as far as writes go: frames written to a connection
-    after its first in the same turn are held until the turn ends."""
+class _Batch:
+    """The unit of write batching on one event loop: the handling of one read (several
+    publishes that arrived together, say), or else one turn of the loop (a broker's task
+    delivering what it received at once). Frames written to a connection after its first
+    in a batch are held, and leave together when the batch ends."""
 
-    __slots__ = ("number", "scheduled", "held")
+    __slots__ = ("number", "depth", "scheduled", "held")
 
     def __init__(self) -> None:
         self.number = 0
-        self.scheduled = False
+        self.depth = 0  # > 0 while a read is handled
+        self.scheduled = False  # an end of turn is scheduled (for writes outside reads)
         self.held: list[DirectConnection] = []
 
-    def schedule(self) -> None:
-        self.scheduled = True
-        asyncio.get_running_loop().call_soon(self.end, context=_TIMER_CONTEXT)
-
-    def end(self) -> None:
+    def end_turn(self) -> None:
         self.scheduled = False
         self.number += 1
+        self.release()
+
+    def release(self) -> None:
         held, self.held = self.held, []
         for connection in held:
             connection._release()
 
 
-_NO_TURNS = _Turns()  # until attached
-_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
+_NO_BATCH = _Batch()  # until attached
+_BATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batch] = weakref.WeakKeyDictionary()
 
 
-def _turns_of(loop: asyncio.AbstractEventLoop) -> _Turns:
-    turns = _TURNS.get(loop)
-    if turns is None:
-        turns = _TURNS[loop] = _Turns()
-    return turns
+def _batch_of(loop: asyncio.AbstractEventLoop) -> _Batch:
+    batch = _BATCHES.get(loop)
+    if batch is None:
+        batch = _BATCHES[loop] = _Batch()
+    return batch
 
 
 class DirectConnection:
@@ -122,8 +124,8 @@ class DirectConnection:
         "_pending_size",
         "_eof_when_sent",
         "_held_frames",
-        "_turn",
-        "_turns",
+        "_batch_number",
+        "_batch",
         "_eof_sent",
         "_timer",
         "_close_timer",
@@ -164,9 +166,9 @@ class DirectConnection:
         self._pending: deque[bytes] | None = None  # frames (or their ends) the kernel did not take yet
         self._pending_size = 0
         self._eof_when_sent = False
-        self._held_frames: list[bytes] | None = None  # frames held until the end of this loop turn
-        self._turn = -1  # the loop turn of the last frame sent at once
-        self._turns: _Turns = _NO_TURNS
+        self._held_frames: list[bytes] | None = None  # frames held until the current batch ends
+        self._batch_number = -1  # the batch during which the last frame was sent at once
+        self._batch = _NO_BATCH
         self._eof_sent = False
         self._timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -191,7 +193,7 @@ class DirectConnection:
     def attach(self, sock: socket.socket, io_loop: IOLoop) -> None:
         """Start serving ``sock`` (non-blocking) on ``io_loop``."""
         self.sock, self.io_loop = sock, io_loop
-        self._turns = _turns_of(asyncio.get_running_loop())
+        self._batch = _batch_of(asyncio.get_running_loop())
         self.open = True
         io_loop.add_handler(sock, self._events, _READ)
         if self.ping_interval:
@@ -217,6 +219,21 @@ class DirectConnection:
 
     def data_received(self, data: bytes) -> None:
         """Feed bytes read from the socket; deliver the messages, write the answers."""
+        batch = self._batch
+        if batch.depth:
+            self._received(data)
+            return
+        batch.depth = 1
+        batch.number += 1
+        try:
+            self._received(data)
+        finally:
+            batch.depth = 0
+            batch.number += 1
+            if batch.held:
+                batch.release()
+
+    def _received(self, data: bytes) -> None:
         protocol = self.protocol
         protocol.receive_data(data)
         if protocol.writes:
@@ -259,9 +276,10 @@ class DirectConnection:
             self.close(CLOSE_INTERNAL_ERROR)
 
     def write(self, frame: bytes) -> None:
-        """Send ``frame``: at once if it is the connection's first this loop turn, else
-        with the others at the end of the turn; the kernel's refusals are queued
-        (frames never interleave). Nothing is sent once the closing handshake has started."""
+        """Send ``frame`` at once if it is the connection's first in the current batch
+        (see :class:`_Batch`); later ones leave together when the batch ends. What the
+        kernel refuses is queued (frames never interleave). Nothing is sent once the
+        closing handshake has started."""
         if self.open:
             self._send(frame)
 
@@ -271,17 +289,17 @@ class DirectConnection:
             held.append(data)
             return
         if self._pending is None:
-            turns = self._turns
-            if self._turn == turns.number:
-                # A second frame this loop turn (a burst, such as several publishes read
-                # at once): hold it, and those after it, and send them in one piece at
-                # the end of the turn. With TCP_NODELAY each send is a TCP segment.
+            batch = self._batch
+            if self._batch_number == batch.number:
+                # A second frame in this batch: with TCP_NODELAY every send is a TCP
+                # segment, so this one and those after it leave in one piece at its end.
                 self._held_frames = [data]
-                turns.held.append(self)
+                batch.held.append(self)
                 return
-            self._turn = turns.number
-            if not turns.scheduled:
-                turns.schedule()
+            self._batch_number = batch.number
+            if not batch.depth and not batch.scheduled:
+                batch.scheduled = True  # outside a read, the batch is the loop's turn
+                asyncio.get_running_loop().call_soon(batch.end_turn, context=_TIMER_CONTEXT)
         self._send_now(data)
 
     def _send_now(self, data: bytes) -> None:
@@ -304,7 +322,7 @@ class DirectConnection:
             self.on_too_slow()
 
     def _release(self) -> None:
-        """The loop turn ended: send the frames held during it, in one piece."""
+        """The batch ended: send the frames held during it, in one piece."""
         held, self._held_frames = self._held_frames, None
         if held and self.sock is not None:
             self._send_now(held[0] if len(held) == 1 else b"".join(held))
