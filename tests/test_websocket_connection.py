@@ -633,6 +633,20 @@ class RFC7692PerMessageDeflate(unittest.TestCase):
         """A message that compression would not shrink goes uncompressed."""
         self.assertIsNone(compress_message(bytes(range(256)), 9, 6))
 
+    def test_shared_deflater_compresses_each_frame_once(self):
+        """A fan-out's plain frame is compressed once; the same object comes back for it."""
+        from snorky.websocket.deflate import SharedDeflater
+
+        deflater = SharedDeflater(15, 6, 64)
+        plain = websocket_frame(b"news " * 40)
+        compressed = deflater.frame_for(plain)
+        self.assertIs(deflater.frame_for(plain), compressed)
+        self.assertEqual(inflate_frame(compressed), (True, 0x1, b"news " * 40))
+        short = websocket_frame(b"hi")
+        self.assertIs(deflater.frame_for(short), short)
+        long_frame = websocket_frame(b"z" * 70000, 0x2)
+        self.assertEqual(inflate_frame(deflater.frame_for(long_frame)), (True, 0x2, b"z" * 70000))
+
     def test_inflater_resets_without_context_takeover(self):
         """With client_no_context_takeover each message starts a new context."""
         inflater = Inflater(DeflateParams(client_no_context_takeover=True))

@@ -35,7 +35,7 @@ from snorky.request_handlers.tornado_internals import (
 )
 from snorky.request_handlers.ws_direct import DirectConnection, can_take_over, take_over
 from snorky.service_registry import ServiceRegistry
-from snorky.websocket.deflate import DeflateParams, negotiate_deflate
+from snorky.websocket.deflate import DeflateParams, SharedDeflater, negotiate_deflate
 
 __all__ = ["SnorkyWebSocketHandler", "WebSocketClient"]
 
@@ -74,11 +74,19 @@ class WebSocketClient(Client):
                 self.frame_writer = direct.write  # fan-outs hand it the shared plain frame
             else:
                 protocol = direct.protocol
-                self._deflate = (
-                    deflate.server_max_window_bits,
-                    protocol.compression_level,
-                    protocol.compression_min_size,
-                )
+                key = (deflate.server_max_window_bits, protocol.compression_level, protocol.compression_min_size)
+                self._deflate = key
+                deflater = _DEFLATERS.get(key)
+                if deflater is None:
+                    deflater = _DEFLATERS[key] = SharedDeflater(*key)
+                frame_for, write = deflater.frame_for, direct.write
+
+                def write_deflated(frame: bytes) -> None:
+                    write(frame_for(frame))
+
+                # Fan-outs hand every subscriber the same plain frame: compressed once,
+                # by the first connection of each window size.
+                self.frame_writer = write_deflated
             return
         connection = self.req_handler.ws_connection
         stream = getattr(connection, "stream", None)
@@ -156,6 +164,10 @@ class WebSocketClient(Client):
             self._direct.close(code, reason)
         else:
             self.req_handler.close(code, reason)
+
+
+_DEFLATERS: dict[tuple[int, int, int], SharedDeflater] = {}
+"""One per (window bits, level, minimum size): the compressed frame of the last fan-out."""
 
 
 def _no_compression() -> None:

@@ -247,7 +247,7 @@ class DirectConnection:
         else:
             events = protocol.events
             if events:
-                protocol.events = []  # events_received(), without the call
+                protocol.events = ()  # events_received(), without the call
                 self._dispatch(events)
         if protocol.state != OPEN and self.open:
             failure = protocol.failure

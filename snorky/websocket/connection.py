@@ -139,11 +139,13 @@ class ServerConnection:
         self.compression_level = compression_level
         self.compression_min_size = compression_min_size
         self.state = OPEN
-        self.events: list[Any] = []
+        # Each of these is an empty tuple while empty (a list for each of thousands of
+        # idle connections would cost 56 bytes apiece).
+        self.events: Any = ()
         """Received and not yet taken by :meth:`events_received`."""
-        self.writes: list[bytes] = []
+        self.writes: Any = ()
         """To send, not yet taken by :meth:`data_to_send`."""
-        self._marks: list[int] = []  # for each of writes: how many events came before it
+        self._marks: Any = ()  # for each of writes: how many events came before it
         self.close_rcvd: tuple[int | None, str] | None = None
         """The peer's close frame, ``(code or None, reason)``, once received."""
         self.close_sent: int | None = None
@@ -161,7 +163,7 @@ class ServerConnection:
         self._compressed = False
         self._wire_size = 0
         self._size = 0
-        self._pieces: list[Any] = []
+        self._pieces: Any = ()
         self._decoder: Any = None
         self._inflater: Inflater | None = None if deflate is None else Inflater(deflate)
 
@@ -246,9 +248,14 @@ class ServerConnection:
             if opcode == OP_TEXT and b0 & 0xC0 == 0x80 and not self._opcode and self.state == OPEN:
                 # The common case, inline: one unfragmented, uncompressed text message.
                 try:
-                    self.events.append(payload.decode("utf-8"))
+                    text = payload.decode("utf-8")
                 except UnicodeDecodeError:
                     raise FrameError(CLOSE_INVALID_DATA, "text message that is not UTF-8") from None
+                events = self.events
+                if events:
+                    events.append(text)
+                else:
+                    self.events = [text]
             else:
                 self._frame(b0, opcode, payload)
                 if self._discard:
@@ -264,9 +271,9 @@ class ServerConnection:
             elif opcode == OP_PING:
                 if self.state == OPEN:
                     self._write(websocket_frame(payload, OP_PONG))
-                    self.events.append(Ping(payload))
+                    self._event(Ping(payload))
             else:
-                self.events.append(Pong(payload))
+                self._event(Pong(payload))
             return
         if opcode == OP_CONTINUATION:
             if not self._opcode:
@@ -290,20 +297,20 @@ class ServerConnection:
             except UnicodeDecodeError:
                 raise FrameError(CLOSE_INVALID_DATA, "text message that is not UTF-8") from None
             if text:
-                self._pieces.append(text)
+                self._piece(text)
         elif payload:
-            self._pieces.append(payload)
+            self._piece(payload)
         if not final:
             return
         pieces, kind = self._pieces, self._opcode
         self._opcode, self._compressed, self._wire_size, self._size = 0, False, 0, 0
-        self._pieces, self._decoder = [], None
+        self._pieces, self._decoder = (), None
         if self.state != OPEN:
             return  # closing: the message is not delivered
         if kind == OP_TEXT:
-            self.events.append(pieces[0] if len(pieces) == 1 else "".join(pieces))
+            self._event(pieces[0] if len(pieces) == 1 else "".join(pieces))
         else:
-            self.events.append(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            self._event(pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
     def _close_received(self, payload: bytes) -> None:
         code, reason = parse_close(payload)
@@ -374,7 +381,7 @@ class ServerConnection:
         self._discard = True
         self._parts = None
         self._buffer = b""
-        self._pieces = []
+        self._pieces = ()
         if not self.eof_sent and self.state != CLOSED:
             self.eof_sent = True
             self._write(SEND_EOF)
@@ -382,22 +389,38 @@ class ServerConnection:
     # Output ------------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        self._marks.append(len(self.events))
-        self.writes.append(data)
+        if self.writes:
+            self._marks.append(len(self.events))
+            self.writes.append(data)
+        else:
+            self._marks, self.writes = [len(self.events)], [data]
+
+    def _event(self, event: Any) -> None:
+        if self.events:
+            self.events.append(event)
+        else:
+            self.events = [event]
+
+    def _piece(self, piece: Any) -> None:
+        if self._pieces:
+            self._pieces.append(piece)
+        else:
+            self._pieces = [piece]
 
     def events_received(self) -> list[Any]:
         """Take the events received since the last call: ``str`` (a text message),
         ``bytes`` (a binary message), :class:`Ping`, :class:`Pong`."""
-        events, self.events = self.events, []
-        self._marks = [0] * len(self._marks)
-        return events
+        events, self.events = self.events, ()
+        if self._marks:
+            self._marks = [0] * len(self._marks)
+        return list(events)
 
     def data_to_send(self) -> list[bytes]:
         """Take the bytes to write since the last call, in order; :data:`SEND_EOF`
         means: close the TCP connection once what came before is written."""
-        writes, self.writes = self.writes, []
-        self._marks = []
-        return writes
+        writes, self.writes = self.writes, ()
+        self._marks = ()
+        return list(writes)
 
     def take_in_order(self) -> list[tuple[bool, Any]]:
         """Take events and bytes to write together, in the order the input caused them:
@@ -408,7 +431,7 @@ class ServerConnection:
         :meth:`data_to_send` give the same items, but not their relative order.
         """
         events, writes, marks = self.events, self.writes, self._marks
-        self.events, self.writes, self._marks = [], [], []
+        self.events, self.writes, self._marks = (), (), ()
         items: list[tuple[bool, Any]] = []
         taken = 0
         for mark, data in zip(marks, writes, strict=True):

@@ -18,9 +18,17 @@ import re
 import zlib
 from collections.abc import Iterable
 
-from snorky.websocket.frames import CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL_ERROR, FrameError
+from snorky.websocket.frames import CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL_ERROR, FrameError, websocket_frame
 
-__all__ = ["DeflateParams", "Inflater", "negotiate_deflate", "parse_extensions", "compress_message", "window_bits_for"]
+__all__ = [
+    "DeflateParams",
+    "Inflater",
+    "SharedDeflater",
+    "negotiate_deflate",
+    "parse_extensions",
+    "compress_message",
+    "window_bits_for",
+]
 
 _TAIL = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends with (RFC 7692, 7.2.1)
 
@@ -181,6 +189,38 @@ def compress_message(payload: bytes, window_bits: int, level: int) -> bytes | No
     if len(data) >= len(payload):
         return None
     return data
+
+
+class SharedDeflater:
+    """Turns the plain frames of a fan-out into compressed frames, once per frame: every
+    connection with the same window, level and minimum size shares one of these, and
+    all of them are handed the same plain frame object for one message.
+
+    Only the last frame is remembered (by identity: it is kept alive, so a new frame
+    cannot take its place)."""
+
+    __slots__ = ("max_window_bits", "level", "min_size", "plain", "deflated")
+
+    def __init__(self, max_window_bits: int, level: int, min_size: int) -> None:
+        self.max_window_bits = max_window_bits
+        self.level = level
+        self.min_size = min_size
+        self.plain = b""
+        self.deflated = b""
+
+    def frame_for(self, plain: bytes) -> bytes:
+        """The compressed frame for the unfragmented, unmasked text or binary frame ``plain``
+        (``plain`` itself when compressing does not pay)."""
+        if plain is self.plain:
+            return self.deflated
+        length = plain[1] & 0x7F
+        head = 2 if length < 126 else 4 if length == 126 else 10
+        payload = plain[head:]
+        bits = window_bits_for(len(payload), self.max_window_bits) if len(payload) >= self.min_size else 0
+        compressed = compress_message(payload, bits, self.level) if bits else None
+        self.plain = plain
+        self.deflated = plain if compressed is None else websocket_frame(compressed, plain[0] & 0x0F, rsv1=True)
+        return self.deflated
 
 
 class Inflater:

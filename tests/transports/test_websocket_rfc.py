@@ -259,7 +259,7 @@ class CompressionTests(DirectTestCase):
         tornado_ws.write_message(rpc_frame("pubsub", "subscribe", channel="news"))
         self.assertEqual(json.loads(await tornado_ws.read_message())["message"]["type"], "response")
         news = {"title": "compressed " * 50}
-        with mock.patch("snorky.protocol.compress_message", wraps=compress_message) as compress:
+        with mock.patch("snorky.websocket.deflate.compress_message", wraps=compress_message) as compress:
             self.pubsub.do_publish("news", news)
         self.assertEqual(compress.call_count, 1)
         frames = [await asyncio.wait_for(ws.read_frame_rsv(), TIMEOUT) for ws in zipped]
