@@ -62,6 +62,7 @@ import select
 import struct
 import sys
 import time
+import zlib
 from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -425,6 +426,19 @@ class Counter:
         self.done_at = time.perf_counter() if self.total >= target else 0.0
 
 
+DEFLATE = False
+"""--deflate: offer permessage-deflate; compressed frames are decompressed when kept or
+queued (deliveries that are only counted are not: the generator's cost stays that of
+reading them)."""
+
+
+def inflate(b0: int, payload: bytes) -> bytes:
+    """A data frame's payload, decompressed if its RSV1 bit says it is compressed."""
+    if b0 & 0x40:
+        return zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+    return payload
+
+
 class Client(asyncio.Protocol):
     """A minimal WebSocket client: handshake, unmasked server frames, ping and close.
 
@@ -456,7 +470,9 @@ class Client(asyncio.Protocol):
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            + ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if DEFLATE else "")
+            + "\r\n"
         ).encode()
         self.counter: Counter | None = None
         self.keep = keep
@@ -592,14 +608,14 @@ class Client(asyncio.Protocol):
                 if length <= control_size and self.control(data[head:end]):
                     pass  # a keep-alive, answered
                 elif self.replies is not None:
-                    self.replies.append(data[head:end])  # a reply, not counted
+                    self.replies.append(inflate(b0, data[head:end]))  # a reply, not counted
                     waiter = self.waiter
                     if waiter is not None and not waiter.done():
                         waiter.set_result(None)
                 else:
                     n += 1
                     if self.keep:
-                        self.kept.append(data[head:end])
+                        self.kept.append(inflate(b0, data[head:end]))
             elif opcode == 0x9:
                 self.write(client_frame(data[head:end], 0xA))
             elif opcode == 0x8:
@@ -1030,7 +1046,10 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, help="pin this process to this CPU")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for all deliveries")
     parser.add_argument("--connect-concurrency", type=int, default=100)
+    parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate (see DEFLATE)")
     args = parser.parse_args()
+    global DEFLATE
+    DEFLATE = args.deflate
     steady_malloc()
     if args.ports:
         args.ports = [int(p) for p in args.ports.split(",") if p.strip()]

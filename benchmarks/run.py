@@ -76,11 +76,13 @@ class Setup:
     env: str | None = None
     protocol: str = "snorky"
     messages: int = 0  # W1: publish exactly this many, whatever --messages says (0: as configured)
+    deflate: bool = False  # the server accepts permessage-deflate and the W1 generator offers it
 
 
 SETUPS = {
     "floor": Setup("floor"),
     "snorky": Setup("snorky"),
+    "snorky-deflate": Setup("snorky", deflate=True),
     "tornado": Setup("tornado"),
     "redis-1node": Setup("snorky", 1, redis=True),
     "redis-2nodes": Setup("snorky", 2, redis=True),
@@ -380,6 +382,8 @@ def run_once(
             raise RuntimeError(f"{server} needs the suite's redis-server")
         redis.command(b"FLUSHALL")
         extra = ["--redis", redis.url, "--prefix", f"bench-{os.getpid()}-{time.monotonic_ns()}"]
+    if setup.deflate:
+        extra.append("--compression")
     cpus = args.server_cpus
     logs = [tempfile.TemporaryFile() for _ in ports]
     procs: list[subprocess.Popen[bytes]] = []
@@ -474,6 +478,8 @@ def run_once(
                 command += ["--server-pid", str(proc.pid)]
             if redis is not None and redis.process is not None:
                 command += ["--extra-pid", f"redis={redis.pid}"]
+            if setup.deflate:
+                command.append("--deflate")
         if setup.protocol != "snorky":
             command += ["--protocol", setup.protocol]
         if args.gen_cpu is not None:

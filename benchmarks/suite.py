@@ -33,6 +33,8 @@ PARTS: dict[str, list[str]] = {
     "w2": ["--workload", "w2"],
     "w3": ["--workload", "w3"],
     "w4": ["--workload", "w4", "--n", "1000"],
+    # Not run.py: its own script, Snorky only (the first delivery to a new subscriber, against the tenth).
+    "first-delivery": ["first_delivery.py", "--rounds", "30"],
 }
 
 TARGETS = {
@@ -113,7 +115,15 @@ def rows(results: Path) -> tuple[list[str], list[list[str]], list[str]]:
             f"{times(two.get('deliveries_per_s_x_1node'))} (target ≥ 1.6; see results/w4.md for why two CPUs "
             "cannot show it)."
         )
-    dates = sorted({r["date"] for r in reports.values() if r})
+    first = reports["first-delivery"]
+    if first:
+        fd = first["summary"]
+        notes.append(
+            f"First delivery to a new subscriber ({fd['rounds']} subscribers, Snorky): median "
+            f"{fmt(fd['first']['median_ms'])} ms, p90 {fmt(fd['first']['p90_ms'])} ms; the tenth: median "
+            f"{fmt(fd['tenth']['median_ms'])} ms (results/first-delivery.md)."
+        )
+    dates = sorted({r["date"] for r in reports.values() if r and "date" in r})
     if dates:
         notes.append(f"Runs from {dates[0]} to {dates[-1]}; each part's own report is in benchmarks/results/.")
     return header, table, notes
@@ -181,9 +191,12 @@ def main() -> None:
     failed = []
     if not args.summary_only:
         for part in parts:
-            command = [sys.executable, str(HERE / "run.py"), *PARTS[part], "--rounds", str(args.rounds)]
-            command += ["--out", str(results / part)]
-            if args.servers:
+            if PARTS[part][0].endswith(".py"):
+                command = [sys.executable, str(HERE / PARTS[part][0]), *PARTS[part][1:], "--out", str(results / part)]
+            else:
+                command = [sys.executable, str(HERE / "run.py"), *PARTS[part], "--rounds", str(args.rounds)]
+                command += ["--out", str(results / part)]
+            if args.servers and "run.py" in command[1]:
                 servers = args.servers.split(",")
                 if "--servers" in command:  # the part's own list, narrowed
                     at = command.index("--servers") + 1

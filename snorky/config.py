@@ -71,6 +71,12 @@ class FrontendConfig:
     drain_window: float = 5.0
     """Seconds over which a stopping node (SIGTERM) sends its clients elsewhere, each at a
     random moment, so that the other nodes are not hit all at once; 0 sends them at once."""
+    header_timeout: float = 10.0
+    """Seconds an HTTP connection may take to send a complete request header, counted from
+    when it opens or its previous response ends (idle keep-alive connections and slow
+    senders are closed after it). WebSocket connections are kept by pings instead."""
+    body_timeout: float = 60.0
+    """Seconds a request may take to send its body."""
     transport: TransportOptions = field(default_factory=TransportOptions)
 
 
@@ -92,6 +98,10 @@ class BackendConfig:
     """Largest request body in bytes; a bigger one is answered 413."""
     timeout: float = 30.0
     """Seconds a service may take to answer before the request is answered 504."""
+    header_timeout: float = 60.0
+    """As ``[frontend] header_timeout``; longer, for application servers' pooled connections."""
+    body_timeout: float = 60.0
+    """Seconds a request may take to send its body."""
 
 
 @dataclass

@@ -124,7 +124,10 @@ class CloseCode(NamedTuple):
 CLOSE_TABLE: dict[int, CloseCode] = {
     c.code: c
     for c in (
+        CloseCode(1000, "", "backoff", "the peer closed normally (the server echoes the peer's code)"),
         CloseCode(1001, "server shutting down", "backoff", "the server stopped at once (not a drain)"),
+        CloseCode(1002, "protocol error", "backoff", "the peer broke RFC 6455"),
+        CloseCode(1007, "invalid data", "backoff", "a text message or a close reason that is not UTF-8"),
         CloseCode(1009, "message too big", "backoff", "an incoming message was over max_message_size"),
         CloseCode(1011, "internal error", "backoff", "the server failed while handling the connection"),
         CloseCode(1012, "server restarting", "now", "the node is draining before it stops: reconnect now, elsewhere"),
@@ -222,7 +225,19 @@ class RPCError(SnorkyError):
 
 
 class ProtocolError(SnorkyError):
-    """A peer sent bytes that are not a valid Snorky message (its fault, not ours)."""
+    """A peer sent bytes that are not a valid Snorky message (its fault, not ours).
+
+    Attributes:
+        service: the service the refused message names, when it could be read (the
+            error reply is sent in that service's envelope).
+        content: the refused message's body, when it could be read (its ``callId``
+            is echoed).
+        detail: what was wrong, for the log line.
+    """
+
+    service: str | None = None
+    content: Any = None
+    detail: str | None = None
 
 
 class BrokerUnavailable(RPCError):

@@ -12,13 +12,14 @@ SockJS string) at most once, however many clients receive it.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import orjson
 
 from snorky.errors import ProtocolError, error_body
-from snorky.hashable import make_hashable
+from snorky.hashable import MAX_DEPTH, NestingTooDeep, make_hashable
+from snorky.websocket.deflate import compress_message, window_bits_for
+from snorky.websocket.frames import websocket_frame
 
 __all__ = [
     "Outbound",
@@ -39,13 +40,34 @@ def decode(raw: bytes | str) -> Any:
     """Decode one incoming frame into a hashable JSON value.
 
     Raises:
-        ProtocolError: ``invalid_json`` if ``raw`` is not JSON.
+        ProtocolError: ``invalid_json`` if ``raw`` is not JSON (or is nested deeper than
+            the parser goes, 1024 levels); ``invalid_params`` if lists and objects are
+            nested deeper than :data:`~snorky.hashable.MAX_DEPTH`, with the service and
+            message set when the envelope can be read, so that the reply names them.
     """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ProtocolError("Invalid JSON", "invalid_json") from None
-    return make_hashable(value)
+    try:
+        return make_hashable(value)
+    except NestingTooDeep:
+        raise _too_deep(value) from None
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _too_deep(value: Any) -> ProtocolError:
+    """The error for a message nested too deep, naming its service and callId if it has them."""
+    error = ProtocolError("Invalid params", "invalid_params")
+    error.detail = f"message nested more than {MAX_DEPTH} levels deep"
+    if type(value) is dict and isinstance(value.get("service"), str):
+        error.service = value["service"]
+        body = value.get("message")
+        if type(body) is dict and isinstance(body.get("callId"), _SCALARS):
+            error.content = {"callId": body["callId"]}
+    return error
 
 
 def parse_envelope(value: Any) -> tuple[str, Any]:
@@ -66,19 +88,6 @@ def parse_envelope(value: Any) -> tuple[str, Any]:
     return service, message
 
 
-def websocket_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """Frame ``payload`` as one unmasked, final WebSocket frame (RFC 6455, server side)."""
-    length = len(payload)
-    first = 0x80 | opcode
-    if length < 126:
-        header = struct.pack("!BB", first, length)
-    elif length < 0x10000:
-        header = struct.pack("!BBH", first, 126, length)
-    else:
-        header = struct.pack("!BBQ", first, 127, length)
-    return header + payload
-
-
 class Outbound:
     """One outgoing envelope, encoded lazily and at most once per wire form.
 
@@ -87,12 +96,13 @@ class Outbound:
     clients that only implement ``send(dict)`` get :attr:`value`.
     """
 
-    __slots__ = ("_value", "_json", "_ws_frame", "_sockjs", "exclude")
+    __slots__ = ("_value", "_json", "_ws_frame", "_ws_deflated", "_sockjs", "exclude")
 
     def __init__(self, value: Any = None, json: bytes | None = None, exclude: Any = None) -> None:
         self._value = value
         self._json = json
         self._ws_frame: bytes | None = None
+        self._ws_deflated: dict[int, bytes] | None = None
         self._sockjs: str | None = None
         self.exclude = exclude
         """A local client that must not receive this message (usually its sender).
@@ -131,6 +141,31 @@ class Outbound:
         frame = self._ws_frame
         if frame is None:
             frame = self._ws_frame = websocket_frame(self.json)
+        return frame
+
+    def ws_frame_deflated(self, max_window_bits: int, level: int = 6, min_size: int = 0) -> bytes:
+        """The message as a WebSocket text frame compressed with permessage-deflate and no
+        context takeover, for a connection whose window is at most ``max_window_bits``.
+
+        The frame is built once per window size, with the ``level`` and ``min_size`` of
+        the first connection that asks, and shared by every connection with that window
+        (almost all of them ask for the largest, 15 bits). A message shorter than
+        ``min_size``, or that does not get smaller, is the plain frame (:attr:`ws_frame`),
+        which RFC 7692 allows on a compressing connection too.
+        """
+        frames = self._ws_deflated
+        if frames is not None:
+            frame = frames.get(max_window_bits)
+            if frame is not None:
+                return frame
+        else:
+            frames = self._ws_deflated = {}
+        data = self.json
+        bits = window_bits_for(len(data), max_window_bits) if len(data) >= min_size else 0
+        compressed = compress_message(data, bits, level) if bits else None
+        frame = frames[max_window_bits] = (
+            self.ws_frame if compressed is None else websocket_frame(compressed, rsv1=True)
+        )
         return frame
 
     @property

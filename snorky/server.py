@@ -329,15 +329,32 @@ class SnorkyServer:
             _close(frontend)
             raise
         await self.broker.start()
-        self.frontend_port = self._serve(self.frontend_app(), frontend, None)
+        self.frontend_port = self._serve(
+            self.frontend_app(), frontend, fe.transport.sockjs_body_limit, fe.header_timeout, fe.body_timeout
+        )
         logger.info("= frontend on http://%s:%d (WebSocket %s)", fe.address, self.frontend_port, fe.websocket_path)
         if backend is not None and be.api_key:
-            self.backend_port = self._serve(self.backend_app(be.api_key), backend, be.max_message_size + 64 * 1024)
+            self.backend_port = self._serve(
+                self.backend_app(be.api_key), backend, be.max_message_size, be.header_timeout, be.body_timeout
+            )
             logger.info("= backend on http://%s:%d%s", be.address, self.backend_port, be.path)
 
-    def _serve(self, app: Application, sockets: list[socket.socket], max_body: int | None) -> int:
-        kwargs: dict[str, Any] = {} if max_body is None else {"max_body_size": max_body}
-        server = HTTPServer(app, **kwargs)
+    def _serve(
+        self,
+        app: Application,
+        sockets: list[socket.socket],
+        max_body: int,
+        header_timeout: float,
+        body_timeout: float,
+    ) -> int:
+        # Handlers that take bodies check their own limits before reading (and may raise
+        # Tornado's per request); max_body bounds what any other route reads.
+        server = HTTPServer(
+            app,
+            max_body_size=max_body,
+            idle_connection_timeout=header_timeout or None,
+            body_timeout=body_timeout or None,
+        )
         server.add_sockets(sockets)
         self._servers.append(server)
         return int(sockets[0].getsockname()[1])

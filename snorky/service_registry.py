@@ -95,8 +95,11 @@ class ServiceRegistry:
         try:
             decoded = decode(msg)
         except ProtocolError as error:
-            compat_log.warning("Invalid JSON from client %r: %.200r", client, msg)
-            self.reject(client, error.code, None, None)
+            if error.code == "invalid_json":
+                compat_log.warning("Invalid JSON from client %r: %.200r", client, msg)
+            else:
+                logger.warning("! %s from %r: %.200r", error.detail or error.message, client, msg)
+            self.reject(client, error.code, error.service, error.content)
             return
         self.process_message_from(client, decoded)
 

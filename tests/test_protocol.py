@@ -92,3 +92,44 @@ class OutboundTests(unittest.TestCase):
                     self.assertEqual(struct.unpack("!H", frame[2:4])[0], size)
                 if header_len == 10:
                     self.assertEqual(struct.unpack("!Q", frame[2:10])[0], size)
+
+
+class DeflatedFrameTests(unittest.TestCase):
+    """Outbound.ws_frame_deflated: one compressed frame per window size, shared."""
+
+    def test_built_once_per_window_and_shared(self):
+        """The same frame object comes back for the same window; it inflates to the JSON."""
+        import zlib
+
+        out = Outbound.from_value({"service": "s", "message": "x" * 500})
+        frame = out.ws_frame_deflated(15)
+        self.assertIs(out.ws_frame_deflated(15), frame)
+        self.assertEqual(frame[0], 0xC1)  # FIN, RSV1, text
+        payload = frame[4:] if frame[1] == 126 else frame[2:]
+        self.assertEqual(zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff"), out.json)
+
+    def test_short_message_is_the_plain_frame(self):
+        """Under min_size, or with an 8-bit window, the plain frame is shared instead."""
+        out = Outbound.from_value({"service": "s", "message": "hi"})
+        self.assertIs(out.ws_frame_deflated(15, min_size=128), out.ws_frame)
+        eight = Outbound.from_value({"m": "y" * 500})
+        self.assertIs(eight.ws_frame_deflated(8), eight.ws_frame)
+
+
+class NestingTests(unittest.TestCase):
+    """Lists and objects nested deeper than MAX_DEPTH are refused up front."""
+
+    def test_depth_limit(self):
+        """128 levels decode; 129 are invalid_params; the service and callId are kept for the reply."""
+        from snorky.hashable import MAX_DEPTH, NestingTooDeep
+
+        deepest = decode("[" * MAX_DEPTH + "]" * MAX_DEPTH)
+        for _ in range(MAX_DEPTH - 1):
+            deepest = deepest[0]
+        self.assertEqual(deepest, [])
+        with self.assertRaises(ProtocolError) as caught:
+            decode('{"service": "pubsub", "message": {"callId": 3, "p": %s}}' % ("[" * 200 + "]" * 200))
+        error = caught.exception
+        self.assertEqual((error.code, error.service, error.content), ("invalid_params", "pubsub", {"callId": 3}))
+        with self.assertRaises(NestingTooDeep):
+            make_hashable([[1]], max_depth=1)

@@ -38,12 +38,21 @@ class RawWebSocket:
         self.sock = sock
         self.loop = asyncio.get_running_loop()
         self.buffer = b""
+        self.response_head = b""
+        """The handshake's response: status line and headers."""
 
     @classmethod
     async def connect(
-        cls, port: int, path: str = "/ws", rcvbuf: int | None = None, origin: str | None = None, then: bytes = b""
+        cls,
+        port: int,
+        path: str = "/ws",
+        rcvbuf: int | None = None,
+        origin: str | None = None,
+        then: bytes = b"",
+        extensions: str | None = None,
     ) -> RawWebSocket:
-        """Open a connection; ``then`` is sent in the same write as the handshake request."""
+        """Open a connection; ``then`` is sent in the same write as the handshake request;
+        ``extensions`` is offered in ``Sec-WebSocket-Extensions``."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -55,6 +64,7 @@ class RawWebSocket:
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             + (f"Origin: {origin}\r\n" if origin else "")
+            + (f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else "")
             + "\r\n"
         )
         await loop.sock_sendall(sock, request.encode() + then)
@@ -63,7 +73,16 @@ class RawWebSocket:
         if not head.startswith(b"HTTP/1.1 101"):
             sock.close()
             raise ConnectionError(head.split(b"\r\n")[0].decode())
+        ws.response_head = head
         return ws
+
+    def response_header(self, name: str) -> str | None:
+        """A header of the handshake's response, or None."""
+        for line in self.response_head.decode().split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
 
     async def _recv_more(self) -> None:
         data = await self.loop.sock_recv(self.sock, 65536)
@@ -85,13 +104,30 @@ class RawWebSocket:
 
     async def read_frame(self) -> tuple[int, bytes]:
         """Read one (unfragmented) server frame: ``(opcode, payload)``."""
+        _rsv1, opcode, payload = await self.read_frame_rsv()
+        return opcode, payload
+
+    async def read_frame_rsv(self) -> tuple[bool, int, bytes]:
+        """Read one server frame: ``(rsv1, opcode, payload)``, the payload as sent."""
         first, second = await self._read_exactly(2)
         length = second & 0x7F
         if length == 126:
             (length,) = struct.unpack("!H", await self._read_exactly(2))
         elif length == 127:
             (length,) = struct.unpack("!Q", await self._read_exactly(8))
-        return first & 0x0F, await self._read_exactly(length)
+        return bool(first & 0x40), first & 0x0F, await self._read_exactly(length)
+
+    async def read_eof(self) -> bytes:
+        """Read until the server closes the connection; return what came before."""
+        while True:
+            try:
+                data = await self.loop.sock_recv(self.sock, 65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                rest, self.buffer = self.buffer, b""
+                return rest
+            self.buffer += data
 
     async def read_until_close(self) -> tuple[int | None, int]:
         """Read frames until a close frame; return its code and how many text frames came first."""

@@ -7,7 +7,8 @@ With ``--redis``, the registry's broker is a :class:`~snorky.brokers.redis.Redis
 (started before the server listens), so that several of these processes on
 the same Redis and prefix behave as one server (workload W4); without it, the
 default in-process memory broker (W1). The ``echo`` service's one command,
-``echo``, answers its ``message`` parameter (workload W2).
+``echo``, answers its ``message`` parameter (workload W2). With ``--compression``,
+clients that offer permessage-deflate get it (the ``snorky-deflate`` setup of W1).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def main(port: int, host: str, redis: str | None, prefix: str) -> None:
+async def main(port: int, host: str, redis: str | None, prefix: str, compression: bool = False) -> None:
     broker = None
     if redis:
         from snorky.brokers.redis import RedisBroker
@@ -47,7 +48,8 @@ async def main(port: int, host: str, redis: str | None, prefix: str) -> None:
         broker = RedisBroker(redis, prefix=prefix)
         await broker.start()
     registry = ServiceRegistry([PubSubService("pubsub"), EchoService("echo")], broker=broker)
-    app = Application([SnorkyWebSocketHandler.get_route(registry, "/ws")])
+    options = {"compression": True} if compression else {}
+    app = Application([SnorkyWebSocketHandler.get_route(registry, "/ws", **options)])
     app.listen(port, host, backlog=4096)
     await asyncio.Event().wait()
 
@@ -58,10 +60,11 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--redis", help="Redis URL: use a RedisBroker instead of the memory broker")
     parser.add_argument("--prefix", default="snorky-bench", help="the RedisBroker's key and channel prefix")
+    parser.add_argument("--compression", action="store_true", help="accept permessage-deflate (W1 compressed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_nofile()
     try:
-        asyncio.run(main(args.port, args.host, args.redis, args.prefix))
+        asyncio.run(main(args.port, args.host, args.redis, args.prefix, args.compression))
     except KeyboardInterrupt:
         pass

@@ -38,7 +38,9 @@ export class SnorkyError extends Error {
 export const CloseCodes = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
   ABNORMAL: 1006,
+  INVALID_DATA: 1007,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   SERVICE_RESTART: 1012,
@@ -58,7 +60,10 @@ export const CloseCodes = Object.freeze({
  * Codes not listed (1006 and other network failures) reconnect with backoff.
  */
 export const CloseReconnect = Object.freeze({
+  [CloseCodes.NORMAL]: "backoff",
   [CloseCodes.GOING_AWAY]: "backoff",
+  [CloseCodes.PROTOCOL_ERROR]: "backoff",
+  [CloseCodes.INVALID_DATA]: "backoff",
   [CloseCodes.MESSAGE_TOO_BIG]: "backoff",
   [CloseCodes.INTERNAL_ERROR]: "backoff",
   [CloseCodes.SERVICE_RESTART]: "now",

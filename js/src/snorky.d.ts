@@ -41,7 +41,9 @@ export declare class SnorkyError extends Error {
 export declare const CloseCodes: Readonly<{
   NORMAL: 1000;
   GOING_AWAY: 1001;
+  PROTOCOL_ERROR: 1002;
   ABNORMAL: 1006;
+  INVALID_DATA: 1007;
   MESSAGE_TOO_BIG: 1009;
   INTERNAL_ERROR: 1011;
   SERVICE_RESTART: 1012;

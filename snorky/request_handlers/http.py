@@ -10,7 +10,10 @@ Failures answer a JSON body ``{"type": "error", "code", "message"}`` with:
 400   ``invalid_json`` or ``invalid_message`` (the body is not an envelope)
 401   ``unauthorized``: the key is missing or wrong
 404   ``unknown_service``
-413   ``message_too_large``: the body is over ``max_message_size``
+413   ``message_too_large``: the body is over ``max_message_size`` (checked before it is
+      read: a body up to 16 times the limit is read and thrown away before the answer,
+      so that clients that send the whole body first get it; a larger one is answered
+      at once and the connection closed)
 504   ``timeout``: the service did not answer within ``timeout`` seconds
 ====  =====================================================================
 """
@@ -22,11 +25,12 @@ import hmac
 import logging
 from typing import Any, NoReturn
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from snorky.client import Client
 from snorky.errors import ERROR_CODES, ProtocolError
 from snorky.protocol import Outbound, decode, encode, parse_envelope
+from snorky.request_handlers.body import LimitedBody
 from snorky.service_registry import ServiceRegistry
 
 __all__ = ["BackendHTTPHandler", "HTTPClient", "BACKEND_ERRORS"]
@@ -75,7 +79,8 @@ class HTTPClient(Client):
             self.answer.set_result(out)
 
 
-class BackendHTTPHandler(RequestHandler):
+@stream_request_body
+class BackendHTTPHandler(LimitedBody, RequestHandler):
     """Serves the backend registry over HTTP POST (see the module docs)."""
 
     service_registry: ServiceRegistry
@@ -93,6 +98,8 @@ class BackendHTTPHandler(RequestHandler):
         self.api_key = api_key
         self.max_message_size = max_message_size
         self.timeout = timeout
+        self.body_limit = max_message_size
+        self.drain_limit = 16 * max_message_size
 
     @classmethod
     def get_route(
@@ -115,11 +122,16 @@ class BackendHTTPHandler(RequestHandler):
     def _fail(self, status: int, code: str, message: str | None = None) -> NoReturn:
         raise _Refused(status, code, message)
 
-    async def post(self) -> None:
+    def prepare(self) -> None:
+        """Check the key, then the body's announced size, before the body is read."""
         self.check_api_key()
-        body = self.request.body
-        if len(body) > self.max_message_size:
+        if not self.start_body():
             self._fail(413, "message_too_large")
+
+    async def post(self) -> None:
+        if self.body_too_large:
+            self._fail(413, "message_too_large")
+        body = self.collected_body
         try:
             name, content = parse_envelope(decode(body))
         except ProtocolError as error:
@@ -143,6 +155,8 @@ class BackendHTTPHandler(RequestHandler):
             code, message = error.snorky_code, error.snorky_message
         elif status_code == 405:
             code, message = "method_not_allowed", BACKEND_ERRORS["method_not_allowed"]
+        elif status_code == 413:
+            code, message = "message_too_large", BACKEND_ERRORS["message_too_large"]
         elif status_code < 500:
             code, message = "invalid_message", self._reason
         else:

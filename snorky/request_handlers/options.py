@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from snorky.errors import ConfigError
+
 __all__ = ["TransportOptions", "origin_allowed"]
 
 
@@ -26,6 +28,20 @@ class TransportOptions:
         max_unsent_bytes: unsent bytes a connection may queue before it is
             closed as a slow client (code 4008); keep it a few times
             ``max_message_size``, so that one large message is not taken for slowness.
+        compression: accept permessage-deflate (RFC 7692) from WebSocket clients that
+            offer it (browsers do). Each message a fan-out sends is compressed once for
+            all such clients; clients that do not offer it get the plain frame.
+        compression_level: zlib level (1 fastest, 9 smallest).
+        compression_min_size: messages shorter than this many bytes are sent
+            uncompressed (compressing them costs more than it saves).
+        tcp_nodelay: send each WebSocket frame at once (``TCP_NODELAY``) rather than
+            letting the kernel hold a small frame until the previous one is
+            acknowledged, which can take the peer's delayed ACK (40 ms).
+        max_body_size: SockJS: the largest HTTP request body (one ``xhr_send`` or
+            ``jsonp_send``, which may carry several messages); a larger one is refused
+            with HTTP 413 before it is read, and its session closed with 1009. It is
+            never less than one message of ``max_message_size`` can need once quoted
+            (six times it).
     """
 
     allowed_origins: list[str] = field(default_factory=list)
@@ -33,6 +49,17 @@ class TransportOptions:
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
     max_unsent_bytes: int = 4 * 1024 * 1024
+    compression: bool = False
+    compression_level: int = 6
+    compression_min_size: int = 128
+    tcp_nodelay: bool = True
+    max_body_size: int = 1024 * 1024
+
+    @property
+    def sockjs_body_limit(self) -> int:
+        """The body size SockJS sends are held to: ``max_body_size``, or what one
+        message of ``max_message_size`` can need once quoted, if more."""
+        return max(self.max_body_size, 6 * self.max_message_size + 2)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> TransportOptions:
@@ -42,6 +69,8 @@ class TransportOptions:
         names = {f.name for f in fields(cls)}
         options = cls(**{key: kwargs.pop(key) for key in list(kwargs) if key in names})
         options.allowed_origins = list(options.allowed_origins)
+        if not 1 <= options.compression_level <= 9:
+            raise ConfigError(f"compression_level must be between 1 and 9, not {options.compression_level}")
         return options
 
 

@@ -21,6 +21,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", SyntaxWarning)
     from sockjs.tornado import SockJSConnection, SockJSRouter
     from sockjs.tornado.session import CONNECTING, Session
+    from sockjs.tornado.transports import JSONPSendHandler, XhrSendHandler
+
+from tornado.web import stream_request_body
 
 from snorky.auth import AuthError
 from snorky.client import Client
@@ -28,10 +31,12 @@ from snorky.errors import (
     CLOSE_CODES,
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_GOING_AWAY,
+    CLOSE_MESSAGE_TOO_BIG,
     CLOSE_SLOW_CLIENT,
     CLOSE_TRY_AGAIN_LATER,
 )
 from snorky.protocol import Outbound
+from snorky.request_handlers.body import LimitedBody
 from snorky.request_handlers.options import TransportOptions, origin_allowed
 from snorky.service_registry import ServiceRegistry
 from snorky.services.auth import AuthService
@@ -110,6 +115,57 @@ class _SnorkySession(Session):  # type: ignore[misc]
                 return
         super().verify_state()
 
+    def on_messages(self, msg_list: Any) -> None:
+        """A send's payload must be a JSON array (of strings); anything else counts as one
+        message, which the connection then refuses (sockjs-tornado would fail on it)."""
+        super().on_messages(msg_list if type(msg_list) is list else [msg_list])
+
+
+class _LimitedSend(LimitedBody):
+    """A SockJS send whose body is held to the route's ``max_body_size`` before it is read.
+
+    A larger body is answered 413 at once, and its session is closed with 1009."""
+
+    server: Any
+    path_kwargs: dict[str, Any]
+    set_status: Any
+    finish: Any
+
+    def prepare(self) -> None:
+        super().prepare()  # type: ignore[misc]
+        options: TransportOptions = self.server.get_connection_class().transport_options
+        self.body_limit = options.sockjs_body_limit
+        if not self.start_body():
+            self._too_large()
+
+    def post(self, session_id: str) -> Any:
+        if self.body_too_large:
+            self._too_large()
+            return None
+        self.request.body = self.collected_body
+        return super().post(session_id)  # type: ignore[misc]
+
+    def _too_large(self) -> None:
+        logger.warning("! SockJS send over %d bytes from %s refused", self.body_limit, self.request.remote_ip)
+        session = self.server.get_session(self.path_kwargs.get("session_id"))
+        if session is not None and not session.is_closed:
+            session.conn.client.close(CLOSE_MESSAGE_TOO_BIG)
+        self.set_status(413)
+        self.finish("Payload too large.")
+
+
+@stream_request_body
+class _XhrSend(_LimitedSend, XhrSendHandler):  # type: ignore[misc]
+    """sockjs-tornado's ``xhr_send``, with the body limit."""
+
+
+@stream_request_body
+class _JSONPSend(_LimitedSend, JSONPSendHandler):  # type: ignore[misc]
+    """sockjs-tornado's ``jsonp_send``, with the body limit."""
+
+
+_SEND_HANDLERS = {XhrSendHandler: _XhrSend, JSONPSendHandler: _JSONPSend}
+
 
 class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
     """Serves one SockJS session for a :class:`~snorky.ServiceRegistry`."""
@@ -148,8 +204,7 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
             {"service_registry": service_registry, "transport_options": transport_options},
         )
         router = SockJSRouter(handler, prefix, settings, session_kls=_SnorkySession)
-        routes: list[tuple[Any, ...]] = router.urls
-        return routes
+        return [(route[0], _SEND_HANDLERS.get(route[1], route[1]), *route[2:]) for route in router.urls]
 
     def _admit(self, info: Any) -> int | None:
         """Check the session's origin and its ``?token=`` (once); return a close code to refuse it.
@@ -188,6 +243,10 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
         self.service_registry.client_connected(self.client)
 
     def on_message(self, message: str | bytes) -> None:
+        if not isinstance(message, (str, bytes)):
+            logger.warning("! SockJS message that is not a string from %s: %.100r", self.client.address, message)
+            self.service_registry.reject(self.client, "invalid_message")
+            return
         if _too_large(message, self.transport_options.max_message_size):
             logger.warning(
                 "! message over %d bytes from %s", self.transport_options.max_message_size, self.client.address

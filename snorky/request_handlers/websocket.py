@@ -1,40 +1,45 @@
 """WebSocket transport: ``SnorkyWebSocketHandler.get_route(registry, "/ws", **options)``.
 
-Tornado does the HTTP handshake. A plain TCP connection without compression is then
-served on an asyncio transport by :mod:`snorky.request_handlers.ws_direct` (faster, and
-lighter per connection than Tornado's frame loop); a TLS or compressed one stays with
-Tornado. Either way, each outgoing message's frame is built once by
-:class:`~snorky.protocol.Outbound` for all its recipients. On Tornado's path it is written
-straight to the socket when Tornado has nothing queued for it, or appended to Tornado's
-write buffer otherwise (skipping ``write_message``, which creates a Task per call), so
-frames never interleave.
+Tornado does the HTTP handshake. A plain TCP connection is then served by
+:mod:`snorky.request_handlers.ws_direct` (faster, and lighter per connection than
+Tornado's frame loop), with permessage-deflate when the route enables compression and
+the client offers it; a TLS connection stays with Tornado. Either way, each outgoing
+message's frame is built once by :class:`~snorky.protocol.Outbound` for all its
+recipients (once per window size for compressing connections). On Tornado's path it is
+written straight to the socket when Tornado has nothing queued for it, or appended to
+Tornado's write buffer otherwise (skipping ``write_message``, which creates a Task per
+call), so frames never interleave.
 """
 
 from __future__ import annotations
 
 import logging
 from asyncio import Future
-from typing import Any, cast
+from typing import Any
 
 from tornado.escape import json_encode
-from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from snorky.auth import AuthError
 from snorky.client import Client
 from snorky.errors import CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
-from snorky.protocol import Outbound, websocket_frame
+from snorky.protocol import Outbound
 from snorky.request_handlers.options import TransportOptions, origin_allowed
+from snorky.request_handlers.tornado_internals import (
+    LoggingProtocol13,
+    end_frame_loop,
+    end_protocol,
+    release_request,
+    websocket_stream,
+)
 from snorky.request_handlers.ws_direct import DirectConnection, can_take_over, take_over
 from snorky.service_registry import ServiceRegistry
+from snorky.websocket.deflate import DeflateParams, SharedDeflater, negotiate_deflate
 
 __all__ = ["SnorkyWebSocketHandler", "WebSocketClient"]
 
 logger = logging.getLogger(__name__)
-
-_SENT_HEADERS = HTTPHeaders()
-"""Stands for a handshake's response headers once sent (Tornado forbids setting more then)."""
 
 
 class WebSocketClient(Client):
@@ -46,6 +51,7 @@ class WebSocketClient(Client):
         self._stream: Any = None
         self._socket: Any = None
         self._direct: DirectConnection | None = None
+        self._deflate: tuple[int, int, int] | None = None  # window bits, level, min size
         self._unsent = 0
         self._cap = req_handler.transport_options.max_unsent_bytes
         self.closed = False
@@ -62,7 +68,25 @@ class WebSocketClient(Client):
         if direct is not None:
             # Frames go straight to the connection, which drops them once it is closing
             # and calls _too_slow when too much waits for the kernel.
-            self.write_frame = self.frame_writer = direct.write  # type: ignore[method-assign]
+            self.write_frame = direct.write  # type: ignore[method-assign]
+            deflate = direct.deflate
+            if deflate is None:
+                self.frame_writer = direct.write  # fan-outs hand it the shared plain frame
+            else:
+                protocol = direct.protocol
+                key = (deflate.server_max_window_bits, protocol.compression_level, protocol.compression_min_size)
+                self._deflate = key
+                deflater = _DEFLATERS.get(key)
+                if deflater is None:
+                    deflater = _DEFLATERS[key] = SharedDeflater(*key)
+                frame_for, write = deflater.frame_for, direct.write
+
+                def write_deflated(frame: bytes) -> None:
+                    write(frame_for(frame))
+
+                # Fan-outs hand every subscriber the same plain frame: compressed once,
+                # by the first connection of each window size.
+                self.frame_writer = write_deflated
             return
         connection = self.req_handler.ws_connection
         stream = getattr(connection, "stream", None)
@@ -72,15 +96,20 @@ class WebSocketClient(Client):
 
     def send(self, msg: Any) -> None:
         """Send one JSON value."""
-        self.write_frame(Outbound(msg).ws_frame)
+        self.deliver(Outbound(msg))
 
     def received(self, message: str | bytes) -> None:
         """Handle one incoming message (the direct path calls this for every message)."""
         self.req_handler.service_registry.process_message_raw(self, message)
 
     def deliver(self, out: Outbound) -> None:
-        """Send a message encoded and framed once for all its recipients."""
-        self.write_frame(out.ws_frame)
+        """Send a message encoded and framed once for all its recipients (compressed once
+        for all those that negotiated the same window)."""
+        deflate = self._deflate
+        if deflate is None:
+            self.write_frame(out.ws_frame)
+        else:
+            self.write_frame(out.ws_frame_deflated(*deflate))
 
     def write_frame(self, frame: bytes) -> None:
         """Write one complete WebSocket frame, closing the peer if it reads too slowly."""
@@ -137,13 +166,12 @@ class WebSocketClient(Client):
             self.req_handler.close(code, reason)
 
 
-class _Protocol13(WebSocketProtocol13):
-    """Tornado's RFC 6455 protocol, logging the closes Tornado decides on its own."""
+_DEFLATERS: dict[tuple[int, int, int], SharedDeflater] = {}
+"""One per (window bits, level, minimum size): the compressed frame of the last fan-out."""
 
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if code == 1009 and not self.server_terminated:
-            logger.warning("! closing %s: %s", cast(Any, self.handler).request.remote_ip, reason)
-        super().close(code, reason)
+
+def _no_compression() -> None:
+    return None
 
 
 class SnorkyWebSocketHandler(WebSocketHandler):
@@ -151,18 +179,20 @@ class SnorkyWebSocketHandler(WebSocketHandler):
 
     Route options (see :class:`~snorky.request_handlers.options.TransportOptions`):
     ``allowed_origins``, ``max_message_size``, ``ping_interval``, ``ping_timeout``,
-    ``max_unsent_bytes``.
+    ``max_unsent_bytes``, ``compression``, ``compression_level``, ``compression_min_size``.
     """
 
     direct_io = True
-    """Serve plain TCP connections without compression on an asyncio transport after the
-    handshake (see :mod:`snorky.request_handlers.ws_direct`); False keeps Tornado's frame loop."""
+    """Serve plain TCP connections with Snorky's own frame handling after the handshake
+    (see :mod:`snorky.request_handlers.ws_direct`); False keeps Tornado's frame loop."""
 
     service_registry: ServiceRegistry
     transport_options: TransportOptions
     client: WebSocketClient
     direct_connection: DirectConnection | None = None
     _direct = False
+    _direct_closed = False
+    _deflate: DeflateParams | None = None
 
     def initialize(
         self, service_registry: ServiceRegistry, transport_options: TransportOptions | None = None, **kwargs: Any
@@ -216,6 +246,17 @@ class SnorkyWebSocketHandler(WebSocketHandler):
             return
         await super().get(*args, **kwargs)
 
+    def get_compression_options(self) -> dict[str, Any] | None:
+        """permessage-deflate settings when the route enables ``compression`` (Tornado's hook).
+
+        A subclass that overrides it to return a dict (as Tornado's documentation shows)
+        turns compression on too; its ``compression_level`` is used.
+        """
+        options = self.transport_options
+        if not options.compression:
+            return None
+        return {"compression_level": options.compression_level}
+
     def check_origin(self, origin: str) -> bool:
         """Allow the server's own host and the configured ``allowed_origins``."""
         if origin_allowed(origin, self.request.host, self.transport_options.allowed_origins):
@@ -237,10 +278,13 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         while the connection goes on. Returns an awaitable only in the rare case where
         the handshake's response is still being written; Tornado waits for it first.
         """
-        stream = self.ws_connection.stream  # type: ignore[union-attr]
+        protocol = self.ws_connection
+        stream = websocket_stream(protocol)
+        assert stream is not None and protocol is not None
         if stream.writing():
             return self._serve_when_written(stream)
         options = self.transport_options
+        compression_level = (self.get_compression_options() or {}).get("compression_level", options.compression_level)
         connection = DirectConnection(
             self._direct_message_handler(),
             self._closed_directly,
@@ -250,17 +294,16 @@ class SnorkyWebSocketHandler(WebSocketHandler):
             describe=str(self.request.remote_ip),
             max_unsent=options.max_unsent_bytes,
             on_too_slow=self.client._too_slow,
+            deflate=self._deflate,
+            compression_level=compression_level,
+            compression_min_size=options.compression_min_size,
         )
         self.direct_connection = connection
-        take_over(stream, connection)
-        # Not needed any more: the HTTP/1 server connection (and through it Tornado's
-        # emptied stream), and the response headers of the handshake, already sent. The
-        # request keeps its headers, cookies and address.
-        self.request.server_connection = None
-        self._headers = _SENT_HEADERS
+        take_over(stream, connection, nodelay=options.tcp_nodelay)
+        release_request(self)
         self._opened()
         connection.start()
-        self.ws_connection.client_terminated = True  # type: ignore[union-attr]  # Tornado's frame loop stops at once
+        end_frame_loop(protocol)  # Tornado's frame loop stops at once
         return None
 
     async def _serve_when_written(self, stream: IOStream) -> None:
@@ -273,16 +316,17 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         return self.on_message  # a subclass's own on_message
 
     def on_connection_close(self) -> None:
-        direct = self.direct_connection
-        if direct is not None and not direct.finished:
+        if self.direct_connection is not None and not self._direct_closed:
             # Tornado's side ends (its stream gave the socket away); the connection goes on.
             if self.ws_connection is not None:
-                self.ws_connection.on_connection_close()
+                end_protocol(self.ws_connection)
                 self.ws_connection = None
             return
         super().on_connection_close()
 
     def _closed_directly(self, code: int | None, reason: str | None) -> None:
+        """The direct connection is closing (or lost): no more messages; tell the services now."""
+        self._direct_closed = True
         self.client.closed = True
         self.close_code, self.close_reason = code, reason
         self.on_connection_close()
@@ -294,7 +338,7 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         if isinstance(message, dict):
             message = json_encode(message)
         payload = message.encode("utf-8") if isinstance(message, str) else message
-        self.direct_connection.write(websocket_frame(payload, 0x2 if binary else 0x1))
+        self.direct_connection.send_message(payload, binary)
         done: Future[None] = Future()
         done.set_result(None)
         return done
@@ -321,14 +365,21 @@ class SnorkyWebSocketHandler(WebSocketHandler):
 
     def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
         connection = self.request.connection
-        self._direct = bool(
-            self.direct_io
-            and self.get_compression_options() is None
-            and can_take_over(getattr(connection, "stream", None))
-        )
-        protocol = super().get_websocket_protocol()
+        self._direct = bool(self.direct_io and can_take_over(getattr(connection, "stream", None)))
+        compression = self.get_compression_options()
+        if self._direct:
+            if compression is not None:
+                self._deflate = negotiate_deflate(self.request.headers.get_list("Sec-WebSocket-Extensions"))
+                if self._deflate is not None:
+                    self.set_header("Sec-WebSocket-Extensions", self._deflate.response)
+            # Snorky negotiated permessage-deflate itself: Tornado must not.
+            self.get_compression_options = _no_compression  # type: ignore[method-assign]
+        try:
+            protocol = super().get_websocket_protocol()
+        finally:
+            self.__dict__.pop("get_compression_options", None)
         if type(protocol) is WebSocketProtocol13:
-            protocol.__class__ = _Protocol13
+            protocol.__class__ = LoggingProtocol13
         return protocol  # type: ignore[return-value]
 
     def on_close(self) -> None:

@@ -58,7 +58,9 @@ var SnorkyError = class extends Error {
 var CloseCodes = Object.freeze({
   NORMAL: 1e3,
   GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
   ABNORMAL: 1006,
+  INVALID_DATA: 1007,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   SERVICE_RESTART: 1012,
@@ -70,7 +72,10 @@ var CloseCodes = Object.freeze({
   SLOW_CLIENT: 4008
 });
 var CloseReconnect = Object.freeze({
+  [CloseCodes.NORMAL]: "backoff",
   [CloseCodes.GOING_AWAY]: "backoff",
+  [CloseCodes.PROTOCOL_ERROR]: "backoff",
+  [CloseCodes.INVALID_DATA]: "backoff",
   [CloseCodes.MESSAGE_TOO_BIG]: "backoff",
   [CloseCodes.INTERNAL_ERROR]: "backoff",
   [CloseCodes.SERVICE_RESTART]: "now",

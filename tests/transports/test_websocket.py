@@ -264,12 +264,16 @@ class SlowClientTests(WebSocketTestCase):
                     sent += 1
                 await asyncio.sleep(0)  # let the loop write and read
         self.assertTrue(slow_server_side.closed, f"slow client still open after {sent} messages")
+        at_close = sent
+        for _ in range(10):  # published after the close: never sent to the slow client
+            self.pubsub.do_publish("firehose", {"i": sent, "pad": payload})
+            sent += 1
         self.pubsub.do_publish("firehose", {"i": -1})
         await asyncio.wait_for(reading, 20)
         self.assertEqual(received, list(range(sent)) + [-1])
         code, before_close = await asyncio.wait_for(slow.read_until_close(), 20)
         self.assertEqual(code, CLOSE_SLOW_CLIENT)
-        self.assertLess(before_close, sent)
+        self.assertLessEqual(before_close, at_close + 1)  # the subscribe reply, then messages
         slow.close()
         await asyncio.wait_for(self.watcher.disconnected.get(), TIMEOUT)
         self.assertEqual(self.pubsub.subscriptions["firehose"], {next(iter(self.registry.clients))})

@@ -115,7 +115,7 @@ class DirectFramingTests(AsyncHTTPTestCase):
             ("ping of 126 bytes", frame(b"p" * 126, opcode=0x9), "bad control frame"),
             ("fragmented ping", frame(b"p", opcode=0x9, final=False), "bad control frame"),
             ("unknown opcode", frame(b"x", opcode=0x3), "unknown opcode 3"),
-            ("continuation of nothing", frame(b"x", opcode=0x0), "continuation of nothing"),
+            ("continuation of nothing", frame(b"x", opcode=0x0), "continuation frame outside"),
             ("new message inside a fragmented one", frame(b"a", final=False) + frame(b"b"), "inside a fragmented"),
             ("reserved bit set", bytes([0xC1]) + frame(b"x")[1:], "reserved bits"),
         ]
