@@ -227,6 +227,9 @@ class RedisBroker(Broker):
         self._sentinel: Any = None
         self._pubsub: Any = None
         self._wake: asyncio.Event | None = None
+        self._back = asyncio.Event()
+        self._unanswered: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._answer_timer: asyncio.TimerHandle | None = None
         self._hurry: asyncio.Event | None = None
         self._closing = False
         self._down_since: float | None = None
@@ -254,6 +257,7 @@ class RedisBroker(Broker):
         """Connect, and start the subscriber, writer and heartbeat tasks."""
         self._client = self._make_client()
         self._wake = asyncio.Event()
+        self._back = asyncio.Event()
         self._hurry = asyncio.Event()
         self._closing = False
         loop = asyncio.get_running_loop()
@@ -286,6 +290,9 @@ class RedisBroker(Broker):
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
         try:
             pipe = self._client.pipeline(transaction=False)
             for key, members in self._own_presence.items():
@@ -326,6 +333,7 @@ class RedisBroker(Broker):
         sent = None
         if self._down_since is None and self._wake is not None:
             sent = asyncio.get_running_loop().create_future()
+            self._answer_by(sent, self.timeout)
         self._outbox.append((topic, data, history, tag, sent))
         if len(self._outbox) > self.max_pending:
             dropped = self._outbox.popleft()
@@ -338,9 +346,30 @@ class RedisBroker(Broker):
             self._wake.set()
         return sent
 
+    def _answer_by(self, sent: asyncio.Future[None], delay: float) -> None:
+        """Resolve ``sent`` after ``delay`` seconds at the latest: a publish still waiting
+        for Redis then stays queued (it is sent when Redis answers), and its publisher
+        is answered within the documented time. One timer serves every waiting publish."""
+        loop = asyncio.get_running_loop()
+        self._unanswered.append((loop.time() + delay, sent))
+        if self._answer_timer is None:
+            self._answer_timer = loop.call_later(delay, self._answer_late)
+
+    def _answer_late(self) -> None:
+        self._answer_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._unanswered and (self._unanswered[0][1].done() or self._unanswered[0][0] <= now):
+            sent = self._unanswered.popleft()[1]
+            if not sent.done():
+                sent.set_result(None)
+        if self._unanswered:
+            self._answer_timer = loop.call_at(self._unanswered[0][0], self._answer_late)
+
     async def _writer(self) -> None:
         assert self._wake is not None
         backoff = self.reconnect_min
+        retried = False
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -349,13 +378,22 @@ class RedisBroker(Broker):
                 try:
                     await self._send(batch)
                 except _CONNECTION_ERRORS as error:
+                    if not retried:  # a pooled connection from before an outage fails on first use
+                        retried = True
+                        continue
                     self._outage(error)
-                    await asyncio.sleep(_jitter(backoff))
+                    # Wait for the backoff, or less: the subscriber tells the writer when Redis is back.
+                    self._back.clear()
+                    try:
+                        await asyncio.wait_for(self._back.wait(), _jitter(backoff))
+                    except asyncio.TimeoutError:
+                        pass
                     backoff = min(backoff * 2, self.reconnect_max)
                     continue
                 except ResponseError:
                     logger.exception("! Redis refused a batch of %d publish(es); dropped", len(batch))
                     self._counters["dropped"] += len(batch)
+                retried = False
                 backoff = self.reconnect_min
                 self._recovered()
                 for _ in batch:
@@ -642,6 +680,7 @@ class RedisBroker(Broker):
             self._down_since = None
             if self._wake is not None:
                 self._wake.set()
+                self._back.set()
 
     async def _heartbeat_loop(self) -> None:
         while True:
