@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from snorky.errors import ERROR_CODES, RPCError, code_for_message
+from snorky.errors import ERROR_CODES, BrokerUnavailable, RPCError, code_for_message
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound
 
@@ -109,6 +109,10 @@ class Service:
         async def run() -> None:
             try:
                 await result
+            except BrokerUnavailable:
+                # Expected while Redis is unreachable: the broker logs the outage once, and
+                # redoes what it owns (presence) when Redis is back.
+                logger.debug("! background work of %r waits for the broker", self)
             except Exception:
                 logger.exception("! background work of %r failed", self)
 

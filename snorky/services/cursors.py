@@ -18,7 +18,7 @@ import logging
 import random
 from typing import Any
 
-from snorky.brokers.base import then, topic_for
+from snorky.brokers.base import or_undo, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.base import Request, RPCService, identities_of, rpc_command
@@ -285,7 +285,13 @@ class CursorsService(RPCService):
         cursor = Cursor(privateHandle, self._new_public_handle(document), document, position, status, client)
         recorded = self._store(cursor)
         self._notify(document, {"type": "cursorAdded", "cursor": cursor.for_json()}, client)
-        return then(recorded, lambda _: cursor.public_handle)
+
+        def undo() -> None:
+            # Not recorded (``unavailable``): remove it again, so that trying again works.
+            if self.cursors_by_client.get(client, {}).get(privateHandle) is cursor:
+                self.do_remove_cursor(client, privateHandle)
+
+        return or_undo(then(recorded, lambda _: cursor.public_handle), undo)
 
     @rpc_command
     def updateCursor(self, req: Request, privateHandle: Any, newData: Any) -> Any:
