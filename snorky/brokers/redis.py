@@ -171,15 +171,18 @@ redis.replicate_commands()
     + """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - 86400)
-if ARGV[3] == '1' then
+local receivers = redis.call('PUBLISH', ARGV[4], 'beat')
+if ARGV[3] == '1' and receivers > 0 then
   redis.call('ZADD', KEYS[2], now, ARGV[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 86400000)
 end
-return now
+return receivers
 """
 )
-"""KEYS nodes, listening; ARGV node, its time (s), whether it is listening. The
-listening mark is in Redis's time, which every node compares it with."""
+"""KEYS nodes, listening; ARGV node, its time (s), whether it listens to all its topics,
+its channel. Publishes the heartbeat to the node itself and returns how many
+connections got it; marks the node listening (in Redis's time, which every node
+compares with) only if Redis sees a subscription to its channel."""
 
 _SWEEP_EXPIRED = """
 local gone = {}
@@ -911,30 +914,52 @@ class RedisBroker(Broker):
 
     async def _wait_for_listeners(self) -> None:
         """After an outage: wait until every node that was alive before it listens again
-        (it marks itself so in each heartbeat), for at most ``timeout`` seconds."""
-        peers = sorted(self._peers)
-        deadline = time.monotonic() + self.timeout
+        (each marks itself so in its heartbeat, in Redis's time).
+
+        A node that does not heartbeat within ``max(timeout, 4 * heartbeat)`` seconds is
+        taken for dead; one that heartbeats but is still subscribing again is waited for
+        up to ``reconnect_max + timeout`` seconds.
+        """
+        waiting = {peer: None for peer in sorted(self._peers)}  # peer -> its liveness score when first read
+        alive: set[str] = set()
+        started = time.monotonic()
         since = None
-        while peers and time.monotonic() < deadline and not self._outage.down:
+        while waiting and not self._outage.down:
+            elapsed = time.monotonic() - started
+            if elapsed > self.reconnect_max + self.timeout:
+                break
+            if elapsed > max(self.timeout, 4 * self.heartbeat):
+                waiting = {peer: score for peer, score in waiting.items() if peer in alive}
+                if not waiting:
+                    break
             try:
                 if since is None:
                     seconds, micros = await self._client.time()
                     since = seconds * 1000 + micros // 1000
                 pipe = self._client.pipeline(transaction=False)
-                for peer in peers:
+                for peer in waiting:
                     pipe.zscore(f"{self.prefix}:listening", peer)
+                    pipe.zscore(f"{self.prefix}:nodes", peer)
                 scores = await pipe.execute()
             except _CONNECTION_ERRORS:
                 await asyncio.sleep(self.reconnect_min)
                 continue
-            peers = [peer for peer, score in zip(peers, scores, strict=True) if score is None or score < since]
-            if peers:
+            for (peer, first), listening, beat in zip(list(waiting.items()), scores[::2], scores[1::2], strict=True):
+                if listening is not None and listening >= since:
+                    del waiting[peer]
+                elif first is None:
+                    waiting[peer] = beat if beat is not None else -1.0
+                elif beat is not None and beat != first:
+                    alive.add(peer)  # it heartbeats: subscribing again, worth waiting for
+            if waiting:
                 await asyncio.sleep(min(self.heartbeat / 4, 0.25))
         if self._outage.down:
             return
-        if peers:
+        if waiting:
             logger.warning(
-                "= %d node(s) not listening %.1f s after the outage; sending the queue", len(peers), self.timeout
+                "= %d node(s) not listening %.1f s after the outage: sending the queue",
+                len(waiting),
+                time.monotonic() - started,
             )
         self._gate = False
 
@@ -1338,6 +1363,8 @@ class RedisBroker(Broker):
         while not self._closing:
             try:
                 await self._beat()
+                if self._pubsub is None and self._hurry is not None:
+                    self._hurry.set()  # Redis answers again: the subscriber stops its backoff
             except (*_CONNECTION_ERRORS, BrokerUnavailable) as error:
                 self._begin_outage(error)
             except ResponseError as error:
@@ -1350,10 +1377,6 @@ class RedisBroker(Broker):
         now = time.time()
         pipe = self._client.pipeline(transaction=False)
         keys = [f"{self.prefix}:nodes", f"{self.prefix}:listening"]
-        pipe.evalsha(_SHAS[_BEAT], 2, *keys, self.node_id, now, int(self._listening()))
-        learn_peers = not self._outage.down
-        if learn_peers:
-            pipe.zrangebyscore(keys[0], now - self.node_ttl, "+inf")
         refresh_every = max(1, int(self.presence_ttl / 3 / self.heartbeat))
         refreshed: list[tuple[str, list[Any]]] = []
         if self._heartbeats % refresh_every == 0 or self._refresh_now:
@@ -1363,7 +1386,10 @@ class RedisBroker(Broker):
                 refreshed.append((key, flat))
                 args = [*self._presence_args(), expires, *flat]
                 pipe.evalsha(_SHAS[_PRESENCE_REFRESH], 3, *self._presence_keys(key), *args)
-        pipe.publish(self._node_channel, b"beat")
+        learn_peers = not self._outage.down
+        if learn_peers:
+            pipe.zrangebyscore(keys[0], now - self.node_ttl, "+inf")
+        pipe.evalsha(_SHAS[_BEAT], 2, *keys, self.node_id, now, int(self._listening()), self._node_channel)
         # Redis's count of listeners says something only about a subscription it had confirmed before.
         subscription = self._pubsub if self._node_confirmed else None
         refreshing = None
@@ -1378,13 +1404,13 @@ class RedisBroker(Broker):
                     self._ledger.refreshing = None
         self._heartbeats += 1
         if learn_peers:
-            self._peers = {node.decode() for node in results[1]} - {self.node_id}
+            self._peers = {node.decode() for node in results[-2]} - {self.node_id}
         receivers = results[-1]
         if receivers == 0 and subscription is not None and subscription is self._pubsub:
             self._stale = True  # Redis says nobody listens on this node's channel
         elif receivers:
             self._unechoed += 1
-        for (key, flat), (gone, remaining, refused) in zip(refreshed, results[-1 - len(refreshed) : -1], strict=True):
+        for (key, flat), (gone, remaining, refused) in zip(refreshed, results[: len(refreshed)], strict=True):
             if gone:
                 self._expired(key, _pairs(gone), _pairs(remaining))
             if refused:

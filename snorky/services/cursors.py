@@ -178,6 +178,17 @@ class CursorsService(RPCService):
             removed = {"publicHandle": cursor["publicHandle"], "document": cursor["document"]}
             self._notify(document, {"type": "cursorRemoved", "cursor": removed}, None)
 
+    def _on_cursors_restored(self, key: str, restored: dict[str, bytes], _: dict[str, bytes]) -> None:
+        """This node's cursors had expired (it was paused) and were written again: the
+        others were told ``cursorRemoved``, so tell them ``cursorAdded`` again."""
+        document = self._document_by_key.get(key)
+        if document is None:
+            return
+        for info in restored.values():
+            cursor = self.cursors_by_document.get(document, {}).get(decode(info)["publicHandle"])
+            if cursor is not None:
+                self._notify(document, {"type": "cursorAdded", "cursor": cursor.for_json()}, cursor.owner)
+
     def _add_client(self, client: Any, document: Any) -> None:
         if document not in self.clients_by_document:
             topic = self.document_topic(document)
@@ -185,7 +196,7 @@ class CursorsService(RPCService):
             self.broker.subscribe(topic, self._on_topic_message)
             key = self.cursors_key(document)
             self._document_by_key[key] = document
-            self.broker.watch_presence(key, self._on_cursors_expired)
+            self.broker.watch_presence(key, self._on_cursors_expired, self._on_cursors_restored)
         self.clients_by_document.add(document, client)
         self.documents_by_client.add(client, document)
 
