@@ -11,7 +11,9 @@ assume either.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from snorky.errors import BrokerUnavailable
 from snorky.protocol import Outbound
 
 __all__ = [
@@ -30,10 +33,13 @@ __all__ = [
     "MaybeAwaitable",
     "PresenceHandler",
     "or_undo",
+    "settled",
     "then",
     "topic_for",
     "with_position",
 ]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,6 +80,33 @@ def or_undo(result: MaybeAwaitable[T], undo: Callable[[], None]) -> MaybeAwaitab
             raise
 
     return checked()
+
+
+def settled(result: Any, within: float) -> Any:
+    """``None`` once ``result`` is done, or after ``within`` seconds if it is not.
+
+    For commands that remove something (a chat ``leave``): the change is made on
+    this node at once and the broker finishes its part even across an outage (the
+    departure is announced then), so the command answers ``ok`` within the
+    broker's timeout either way, and the caller never retries what already happened.
+    """
+    if not inspect.isawaitable(result):
+        return None
+    task = asyncio.ensure_future(result)
+
+    def retrieve(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error("! could not finish a removal: %r", done.exception())
+
+    task.add_done_callback(retrieve)
+
+    async def wait() -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), within)
+        except (asyncio.TimeoutError, BrokerUnavailable):
+            pass
+
+    return wait()
 
 
 @dataclass(frozen=True)
@@ -189,6 +222,9 @@ class Broker(ABC):
     node_id: str = "local"
     """This node's id; presence members are ``"<node_id>/<local id>"``."""
 
+    timeout: float = 5.0
+    """Seconds a command may wait for a networked broker before it answers anyway."""
+
     @abstractmethod
     def presence_add(
         self, key: str, member: str, info: bytes, ttl: float = 30.0, only_if_absent: bool = False
@@ -204,7 +240,14 @@ class Broker(ABC):
 
     @abstractmethod
     def presence_remove(self, key: str, member: str) -> MaybeAwaitable[bool]:
-        """Remove ``member`` from ``key``; whether it was there."""
+        """Remove ``member`` from ``key``; whether its departure is the caller's to report.
+
+        That is whether it was there; a networked broker also answers ``True`` when
+        Redis lost the entry (a restart), and ``False`` when the entry had expired
+        and was reported by whoever removed it (see :meth:`watch_presence`). A
+        networked broker finishes a removal even across an outage: its awaitable may
+        take that long.
+        """
 
     @abstractmethod
     def presence_list(self, key: str) -> MaybeAwaitable[dict[str, bytes]]:

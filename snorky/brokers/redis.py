@@ -231,7 +231,11 @@ if absent, expiry (ms). 1 added, 0 held by another, -1 this write was undone."""
 
 _PRESENCE_REMOVE = (
     """
-redis.call('ZADD', KEYS[3], ARGV[1], ARGV[4] .. '\\0' .. ARGV[5])
+local tombstone = ARGV[4] .. '\\0' .. ARGV[5]
+if redis.call('ZSCORE', KEYS[3], tombstone) then
+  return -1
+end
+redis.call('ZADD', KEYS[3], ARGV[1], tombstone)
 """
     + _TRIM_TOMBSTONES
     + """
@@ -244,7 +248,8 @@ return 0
 """
 )
 """KEYS as above; ARGV (1-3) member, token: removes the entry if that write made it,
-and leaves a tombstone of the write either way."""
+and leaves a tombstone of the write. 1 removed; 0 not there (never written, or
+Redis lost it); -1 removed before, as expired (and reported then)."""
 
 _PRESENCE_REFRESH = (
     """
@@ -565,6 +570,8 @@ class _PresenceLedger:
         """Key -> member -> (token, info, whether it is a claim)."""
         self.refreshing: asyncio.Future[None] | None = None
         """Done when the refresh in flight is."""
+        self.leaving: dict[tuple[str, str, str], None] = {}
+        """(key, member, token) of removals not done yet (Redis unreachable)."""
         self._tails: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._numbers = itertools.count(1)
 
@@ -588,15 +595,24 @@ class _PresenceLedger:
         entry = self.owned.get(key, {}).get(member)
         return entry is not None and entry[0] == token
 
-    def after(self, key: str, member: str, run: Callable[[], Awaitable[T]], removal: bool) -> asyncio.Task[T]:
+    def after(
+        self, key: str, member: str, run: Callable[[], Awaitable[T]], removal: bool, patience: float
+    ) -> asyncio.Task[T]:
         """Run ``run()`` once the earlier writes of ``member`` (and, for a removal, the
-        refresh in flight) are done; a task, which need not be awaited."""
+        refresh in flight) are done; a task, which need not be awaited.
+
+        A removal waits as long as it takes; a write waits at most ``patience`` seconds
+        (an earlier removal may be waiting for Redis), then fails with
+        :class:`~snorky.errors.BrokerUnavailable` (the refresh makes the entry later).
+        """
         earlier = [self._tails.get((key, member)), self.refreshing if removal else None]
         waits = [future for future in earlier if future is not None and not future.done()]
 
         async def ordered() -> T:
             if waits:
-                await asyncio.wait(waits)
+                _, pending = await asyncio.wait(waits, timeout=None if removal else patience)
+                if pending:
+                    raise BrokerUnavailable()
             return await run()
 
         task = asyncio.ensure_future(ordered())
@@ -611,6 +627,11 @@ class _PresenceLedger:
 
         task.add_done_callback(done)
         return task
+
+    def cancel(self) -> None:
+        """Cancel the writes still waiting (the broker is closing)."""
+        for task in list(self._tails.values()):
+            task.cancel()
 
     def snapshot(self) -> list[tuple[str, list[Any]]]:
         """(key, [member, token, info, ...]) for every owned entry."""
@@ -788,6 +809,7 @@ class RedisBroker(Broker):
         self._closing = True
         for task in [*self._tasks, *self._side_tasks]:
             task.cancel()
+        self._ledger.cancel()
         for task in [*self._tasks, *self._side_tasks]:
             try:
                 await task
@@ -799,10 +821,10 @@ class RedisBroker(Broker):
             self._fence_flush.cancel()
         try:
             pipe = self._client.pipeline(transaction=False)
-            for key, members in self._ledger.owned.items():
-                for member, (token, _info, _claim) in members.items():
-                    args = [*self._presence_args(), member, token]
-                    pipe.evalsha(_SHAS[_PRESENCE_REMOVE], 3, *self._presence_keys(key), *args)
+            owned = [(k, m, t) for k, members in self._ledger.owned.items() for m, (t, _, _) in members.items()]
+            for key, member, token in [*owned, *self._ledger.leaving]:
+                args = [*self._presence_args(), member, token]
+                pipe.evalsha(_SHAS[_PRESENCE_REMOVE], 3, *self._presence_keys(key), *args)
             pipe.zrem(f"{self.prefix}:nodes", self.node_id)
             pipe.zrem(f"{self.prefix}:listening", self.node_id)
             await asyncio.wait_for(self._run_scripts(pipe), 2)
@@ -889,6 +911,12 @@ class RedisBroker(Broker):
                     self._counters["dropped"] += len(batch)
                     self._outbox.failed(len(batch), BrokerUnavailable())
                     continue
+                except Exception:
+                    retried = False
+                    logger.exception("! could not send a batch of %d publish(es); dropped", len(batch))
+                    self._counters["dropped"] += len(batch)
+                    self._outbox.failed(len(batch), BrokerUnavailable())
+                    continue
                 retried = False
                 self._outbox.sent(len(batch))
                 self._counters["published"] += fresh
@@ -920,7 +948,7 @@ class RedisBroker(Broker):
         taken for dead; one that heartbeats but is still subscribing again is waited for
         up to ``reconnect_max + timeout`` seconds.
         """
-        waiting = {peer: None for peer in sorted(self._peers)}  # peer -> its liveness score when first read
+        waiting: dict[str, float | None] = dict.fromkeys(sorted(self._peers))  # peer -> liveness score first read
         alive: set[str] = set()
         started = time.monotonic()
         since = None
@@ -1099,7 +1127,9 @@ class RedisBroker(Broker):
                         # Idle, and this node's own messages do not come back: the subscription is dead.
                         self._counters["stale"] += 1
                         raise _StaleSubscription
-            except (*_CONNECTION_ERRORS, _StaleSubscription) as error:
+            except Exception as error:  # connection errors, a stale subscription, or a bug: start again
+                if not isinstance(error, (*_CONNECTION_ERRORS, _StaleSubscription, ResponseError)):
+                    logger.exception("! subscriber failed; subscribing again")
                 logger.debug("! subscriber lost: %r", error)
                 self._pubsub = None
                 self._begin_outage("subscription stalled" if isinstance(error, _StaleSubscription) else error)
@@ -1461,7 +1491,11 @@ class RedisBroker(Broker):
         """
         token = self._ledger.own(key, member, info, only_if_absent)
         return self._ledger.after(
-            key, member, lambda: self._write_presence(key, member, token, info, only_if_absent), removal=False
+            key,
+            member,
+            lambda: self._write_presence(key, member, token, info, only_if_absent),
+            removal=False,
+            patience=self.timeout,
         )
 
     async def _write_presence(self, key: str, member: str, token: str, info: bytes, claim: bool) -> bool:
@@ -1475,19 +1509,35 @@ class RedisBroker(Broker):
         return bool(added == 1)
 
     def presence_remove(self, key: str, member: str) -> Awaitable[bool]:  # type: ignore[override]
-        """Stop owning ``member`` of ``key`` and remove it; whether this node's entry was there."""
+        """Stop owning ``member`` of ``key`` and remove it, once Redis answers (through outages).
+
+        The task's result: whether the departure is the caller's to report (``True``:
+        this call removed the entry, or Redis had lost it in a restart), not
+        (``False``: it was removed as expired, and reported then, or it was not this
+        node's).
+        """
         token = self._ledger.disown(key, member)
         if token is None:
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             done.set_result(False)
             return done
-        args = [*self._presence_args(), member, token]
         return self._ledger.after(
-            key,
-            member,
-            lambda: self._eval(_PRESENCE_REMOVE, self._presence_keys(key), args),
-            removal=True,
+            key, member, lambda: self._remove_presence(key, member, token), removal=True, patience=self.timeout
         )
+
+    async def _remove_presence(self, key: str, member: str, token: str) -> bool:
+        leaving = (key, member, token)
+        self._ledger.leaving[leaving] = None
+        try:
+            while True:
+                try:
+                    args = [*self._presence_args(), member, token]
+                    return bool(await self._eval(_PRESENCE_REMOVE, self._presence_keys(key), args) >= 0)
+                except BrokerUnavailable:
+                    assert self._back is not None
+                    await self._back.wait()  # the outage ends when Redis answers again
+        finally:
+            del self._ledger.leaving[leaving]
 
     async def presence_list(self, key: str) -> dict[str, bytes]:  # type: ignore[override]
         gone, current = await self._eval(_PRESENCE_LIST, self._presence_keys(key), self._presence_args())

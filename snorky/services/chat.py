@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from snorky.brokers.base import or_undo, then, topic_for
+from snorky.brokers.base import or_undo, settled, then, topic_for
 from snorky.errors import RPCError
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound, decode, encode
@@ -379,7 +379,7 @@ class ChatService(RPCService):
         """
         if not self._is_joined(req.client, channel):
             raise RPCError("Not joined", "not_joined")
-        return then(self.do_leave(req.client, channel), lambda _: None)
+        return settled(self.do_leave(req.client, channel), self.broker.timeout)
 
     @rpc_command
     def send(self, req: Request, channel: Any, body: Any) -> None:

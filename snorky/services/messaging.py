@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from snorky.brokers.base import or_undo, then, topic_for
+from snorky.brokers.base import or_undo, settled, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.base import Request, RPCService, rpc_command
@@ -141,7 +141,7 @@ class MessagingService(RPCService):
         """
         holder = self.holder_of(name)
         if holder is req.client:
-            return then(self._release(req.client, name), lambda _: None)
+            return settled(self._release(req.client, name), self.broker.timeout)
         if holder is not None:
             raise RPCError("Invalid participant", "invalid_participant")
 

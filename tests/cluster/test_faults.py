@@ -197,6 +197,31 @@ class NodeFaultTests(FaultTestCase):
         self.assertEqual(sorted(m["identity"] for m in members), ["bea", "wes"])
 
 
+class LeaveDuringOutageTests(FaultTestCase):
+    @gen_test(timeout=120)
+    async def test_leave_while_redis_restarts(self):
+        """A member who leaves while Redis is down is answered at once and announced left once
+        Redis is back, even though Redis restarted empty."""
+        a, b = await self.cluster.start_nodes("a", "b")
+        ann, bob = await self.cluster.page(a, "ann"), await self.cluster.page(b, "bob")
+        await ann.call("chat", "join", channel="room")
+        self.assertEqual(sorted((await bob.call("chat", "join", channel="room"))["members"]), ["ann", "bob"])
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.redis.stop)
+        for node in (a, b):
+            await node.logged("Redis unreachable")
+        await ann.call("chat", "leave", channel="room")  # ok: done here, finished when Redis is back
+        await loop.run_in_executor(None, self.redis.start)
+        for node in (a, b):
+            await node.logged("Redis reachable again")
+        left = await bob.next("chat", "presence")
+        self.assertEqual((left["from"], left["status"]), ("ann", "left"))
+        await bob.call("chat", "send", channel="room", body="end")
+        self.assertEqual((await bob.next("chat"))["body"], "end")  # and no second "left" before it
+        members = await a.backend.call("control", "presence", service="chat", channel="room")
+        self.assertEqual([m["identity"] for m in members], ["bob"])
+
+
 class NoRedisAtStartTests(FaultTestCase):
     started_redis = False
 
