@@ -264,7 +264,14 @@ class CursorsService(RPCService):
             raise RPCError("Not authorized", "forbidden")
         self._add_client(client, document)
         entries = self.broker.presence_list(self.cursors_key(document))
-        return then(entries, lambda found: {"cursors": [decode(info) for _member, info in sorted(found.items())]})
+
+        def undo() -> None:
+            # The cursors could not be listed (``unavailable``): not joined, so that trying again works.
+            if self._is_joined(client, document):
+                self.do_leave(client, document)
+
+        answer = then(entries, lambda found: {"cursors": [decode(info) for _member, info in sorted(found.items())]})
+        return or_undo(answer, undo)
 
     @rpc_command
     def leave(self, req: Request, document: Any) -> None:

@@ -29,6 +29,10 @@ class = "pubsub"
 history = [{channel = "feed*", size = 1000, ttl = 300}]
 [services.chat]
 class = "chat"
+[services.messaging]
+class = "messaging"
+[services.cursors]
+class = "cursors"
 """
 
 CHANNELS = ["plain", "feed"]
@@ -228,33 +232,56 @@ class NoRedisAtStartTests(FaultTestCase):
     @gen_test(timeout=120)
     async def test_retry_after_unavailable(self):
         """A node started without Redis answers unavailable and keeps nothing of the failed
-        attempt: the same calls work once Redis is there, once."""
+        attempts: the same calls work once Redis is there, once."""
         (node,) = await self.cluster.start_nodes("a")
         await node.logged("Redis unreachable")
         page = await self.cluster.page(node, "ann")
+        calls = [
+            ("pubsub", "subscribe", {"channel": "plain"}),
+            ("chat", "join", {"channel": "room"}),
+            ("messaging", "registerParticipant", {"name": "ann"}),
+            ("cursors", "join", {"document": "doc"}),
+        ]
         for _ in range(2):  # and again while Redis is still down
-            for service, command, params in (
-                ("pubsub", "subscribe", {"channel": "plain"}),
-                ("chat", "join", {"channel": "room"}),
-            ):
-                with self.assertRaises(AssertionError) as caught:
-                    await page.call(service, command, **params)
-                self.assertIn("unavailable", str(caught.exception))
-        await asyncio.get_running_loop().run_in_executor(None, self.redis.start)
+            for service, command, params in calls:
+                await self.assertUnavailable(page.call(service, command, **params))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.redis.start)
         await node.logged("Redis reachable again")
-        await page.call("pubsub", "subscribe", channel="plain")
-        joined = await page.call("chat", "join", channel="room")
-        self.assertEqual(joined["members"], ["ann"])
+        answers = [await page.call(service, command, **params) for service, command, params in calls]
+        self.assertEqual(
+            (answers[0], answers[1]["members"], answers[2], answers[3]), (None, ["ann"], None, {"cursors": []})
+        )
         for service in ("pubsub", "chat"):
             channel = "plain" if service == "pubsub" else "room"
             members = await node.backend.call("control", "presence", service=service, channel=channel)
             self.assertEqual([(m["identity"], m["connections"]) for m in members], [("ann", 1)])
+        self.assertEqual(await page.call("messaging", "listParticipants"), ["ann"])
+
+        # A cursor made while Redis is down is undone; the same handle works once it is back.
+        await loop.run_in_executor(None, self.redis.stop)
+        await node.logged("Redis unreachable", count=2)
+        cursor = {"privateHandle": 1, "document": "doc", "position": 0, "status": None}
+        await self.assertUnavailable(page.call("cursors", "createCursor", **cursor))
+        await loop.run_in_executor(None, self.redis.start)
+        await node.logged("Redis reachable again", count=2)
+        handle = await page.call("cursors", "createCursor", **cursor)
+        other = await self.cluster.page(node, "bob")
+        listed = (await other.call("cursors", "join", document="doc"))["cursors"]
+        self.assertEqual([c["publicHandle"] for c in listed], [handle])
+
         for i in range(50):
             await node.backend.call("pubsub", "publish", channel="plain", message={"n": i})
-        self.assertEqual([(await page.next("pubsub", "message"))["message"]["n"] for _ in range(50)], list(range(50)))
+        received = [(await page.next("pubsub", "message"))["message"]["n"] for _ in range(50)]
+        self.assertEqual(received, list(range(50)))
         await page.call("pubsub", "publish", channel="plain", message={"n": "last"})
         self.assertEqual((await page.next("pubsub", "message"))["message"]["n"], "last")  # nothing doubled before it
         logger.info("retry after unavailable: published 50, acked 50, delivered 50, duplicated 0, lost 0")
+
+    async def assertUnavailable(self, call: Awaitable) -> None:
+        with self.assertRaises(AssertionError) as caught:
+            await call
+        self.assertIn("unavailable", str(caught.exception))
 
 
 class PresenceRaceTests(FaultTestCase):
