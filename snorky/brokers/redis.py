@@ -91,27 +91,39 @@ local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = tonumber(ARGV[1])
 local count = (#KEYS - 1) / 2
 local fresh = 0
+local epochs, offsets, ttls, streams = {}, {}, {}, {}
 for i = 1, count do
   if first + i - 1 > last then
     local meta, stream, a = KEYS[2 * i], KEYS[2 * i + 1], 4 + (i - 1) * 5
     local channel, size, ttl, tag, data = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-    local epoch = redis.call('HGET', meta, 'e')
+    local epoch = epochs[meta]
     if not epoch then
-      epoch = ARGV[3]
-      redis.call('HSET', meta, 'e', epoch, 'o', 0)
+      local position = redis.call('HMGET', meta, 'e', 'o')
+      epoch = position[1]
+      if not epoch then
+        epoch = ARGV[3]
+      end
+      epochs[meta], offsets[meta] = epoch, tonumber(position[2] or '0')
     end
-    local offset = redis.call('HINCRBY', meta, 'o', 1)
-    redis.call('PEXPIRE', meta, ttl)
+    local offset = offsets[meta] + 1
+    offsets[meta], ttls[meta] = offset, ttl
     if size > 0 then
       local payload = string.sub(data, 1, -3) .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}}'
       redis.call('XADD', stream, 'MAXLEN', size, offset .. '-0', 't', ARGV[2], 'd', payload)
-      redis.call('PEXPIRE', stream, ttl)
+      streams[stream] = ttl
       redis.call('PUBLISH', channel, tag .. payload)
     else
       redis.call('PUBLISH', channel, '\\2' .. epoch .. '\\0' .. offset .. '\\0' .. tag .. data)
     end
     fresh = fresh + 1
   end
+end
+for meta, offset in pairs(offsets) do
+  redis.call('HSET', meta, 'e', epochs[meta], 'o', offset)
+  redis.call('PEXPIRE', meta, ttls[meta])
+end
+for stream, ttl in pairs(streams) do
+  redis.call('PEXPIRE', stream, ttl)
 end
 if first + count - 1 > last then
   redis.call('SET', KEYS[1], first + count - 1, 'PX', ARGV[4])
