@@ -737,7 +737,7 @@ class RedisBroker(Broker):
         self._gate = False
         self._peers: set[str] = set()
         self._heartbeats = 0
-        self._refresh_now = False
+        self._recovering = False
         self._counters = dict.fromkeys(
             (
                 "published",
@@ -1385,18 +1385,36 @@ class RedisBroker(Broker):
             self._back.clear()
             self._gate = bool(self._peers)
 
+    def _settled_everything(self) -> bool:
+        """Whether this node hears every topic it is subscribed to and has settled them all."""
+        if not self._listening() or self._fences or self._fence_queue:
+            return False
+        return all(state.buffer is None for state in self._topics.values())
+
     def _maybe_recovered(self) -> None:
         """End the outage once this node hears itself on a subscription that covers every
-        topic and has settled them all."""
-        if not self._outage.down or not self._listening() or self._fences or self._fence_queue:
-            return
-        if any(state.buffer is not None for state in self._topics.values()):
-            return
-        self._outage.end()
-        self._refresh_now = True  # entries Redis lost come back at once
-        assert self._back is not None and self._wake is not None
-        self._back.set()
-        self._wake.set()
+        topic, has settled them all, and has written its presence entries again."""
+        if self._outage.down and not self._recovering and self._settled_everything():
+            self._recovering = True
+            self._background(self._recover())
+
+    async def _recover(self) -> None:
+        try:
+            # Entries Redis lost (a restart) or removed as expired (this node was paused)
+            # come back before the outage is over.
+            pipe = self._client.pipeline(transaction=False)
+            refreshed = self._queue_refresh(pipe, time.time())
+            if refreshed:
+                self._refreshed(refreshed, await self._run_refresh(pipe))
+        except (*_CONNECTION_ERRORS, ResponseError, BrokerUnavailable):
+            return  # still unreachable: the next message to itself tries again
+        finally:
+            self._recovering = False
+        if self._outage.down and self._settled_everything():
+            self._outage.end()
+            assert self._back is not None and self._wake is not None
+            self._back.set()
+            self._wake.set()
 
     # Heartbeat ----------------------------------------------------------------------
 
@@ -1421,29 +1439,15 @@ class RedisBroker(Broker):
         keys = [f"{self.prefix}:nodes", f"{self.prefix}:listening"]
         refresh_every = max(1, int(self.presence_ttl / 3 / self.heartbeat))
         refreshed: list[tuple[str, list[Any]]] = []
-        if self._heartbeats % refresh_every == 0 or self._refresh_now:
-            self._refresh_now = False
-            expires = int((now + self.presence_ttl) * 1000)
-            for key, flat in self._ledger.snapshot():
-                refreshed.append((key, flat))
-                args = [*self._presence_args(), expires, *flat]
-                pipe.evalsha(_SHAS[_PRESENCE_REFRESH], 3, *self._presence_keys(key), *args)
+        if self._heartbeats % refresh_every == 0:
+            refreshed = self._queue_refresh(pipe, now)
         learn_peers = not self._outage.down
         if learn_peers:
             pipe.zrangebyscore(keys[0], now - self.node_ttl, "+inf")
         pipe.evalsha(_SHAS[_BEAT], 2, *keys, self.node_id, now, int(self._listening()), self._node_channel)
         # Redis's count of listeners says something only about a subscription it had confirmed before.
         subscription = self._pubsub if self._node_confirmed else None
-        refreshing = None
-        if refreshed:
-            refreshing = self._ledger.refreshing = asyncio.get_running_loop().create_future()
-        try:
-            results = await self._run_scripts(pipe)
-        finally:
-            if refreshing is not None:
-                refreshing.set_result(None)
-                if self._ledger.refreshing is refreshing:
-                    self._ledger.refreshing = None
+        results = await (self._run_refresh(pipe) if refreshed else self._run_scripts(pipe))
         self._heartbeats += 1
         if learn_peers:
             self._peers = {node.decode() for node in results[-2]} - {self.node_id}
@@ -1452,15 +1456,39 @@ class RedisBroker(Broker):
             self._stale = True  # Redis says nobody listens on this node's channel
         elif receivers:
             self._unechoed += 1
+        self._refreshed(refreshed, results)
+        if self._watched and self._heartbeats % 2 == 0:
+            for key in list(self._watched):
+                await self.presence_list(key)
+
+    def _queue_refresh(self, pipe: Any, now: float) -> list[tuple[str, list[Any]]]:
+        """Add a refresh of every owned presence entry to ``pipe``; the (key, entries) refreshed."""
+        refreshed = self._ledger.snapshot()
+        expires = int((now + self.presence_ttl) * 1000)
+        for key, flat in refreshed:
+            args = [*self._presence_args(), expires, *flat]
+            pipe.evalsha(_SHAS[_PRESENCE_REFRESH], 3, *self._presence_keys(key), *args)
+        return refreshed
+
+    async def _run_refresh(self, pipe: Any) -> list[Any]:
+        """Run a pipeline holding a refresh; removals wait until it is done."""
+        refreshing = self._ledger.refreshing = asyncio.get_running_loop().create_future()
+        try:
+            return await self._run_scripts(pipe)
+        finally:
+            refreshing.set_result(None)
+            if self._ledger.refreshing is refreshing:
+                self._ledger.refreshing = None
+
+    def _refreshed(self, refreshed: list[tuple[str, list[Any]]], results: list[Any]) -> None:
+        """Report what a refresh found: entries that expired, and this node's own entries that
+        were removed meanwhile (written again, see :meth:`_restore`)."""
         for (key, flat), (gone, remaining, refused) in zip(refreshed, results[: len(refreshed)], strict=True):
             if gone:
                 self._expired(key, _pairs(gone), _pairs(remaining))
             if refused:
                 tokens = dict(zip(flat[::3], flat[1::3], strict=True))
                 self._restore(key, {member.decode(): tokens[member.decode()] for member in refused})
-        if self._watched and self._heartbeats % 2 == 0:
-            for key in list(self._watched):
-                await self.presence_list(key)
 
     # History ------------------------------------------------------------------------
 
@@ -1640,6 +1668,7 @@ class RedisBroker(Broker):
             "node": self.node_id,
             "topics": len(self.handlers),
             "pending": len(self._outbox),
+            "peers": len(self._peers),
             "connected": not self._outage.down and self._pubsub is not None,
             **self._counters,
         }

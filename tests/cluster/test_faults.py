@@ -67,12 +67,19 @@ class FaultTestCase(AsyncTestCase):
     async def broker_stats(self, node: Node) -> dict:
         return (await node.backend.call("control", "info"))["broker"]
 
+    async def know_each_other(self, nodes: list[Node]) -> None:
+        """Wait until every node has seen the others heartbeat: after an outage it waits for them."""
+        for node in nodes:
+            while (await self.broker_stats(node))["peers"] < len(nodes) - 1:
+                await asyncio.sleep(0.05)  # polling a node's state; the test's timeout bounds it
+
     async def under_traffic(
         self, fault: Callable[[list[Node], Traffic], Awaitable[None]], publish_through: str = "abc"
     ) -> tuple[list[Node], dict[str, Tally], float]:
         """Run ``fault`` in the middle of steady traffic; return the nodes, the counts and how
         long after the fault's end every subscriber had every message published before it."""
         nodes = await self.cluster.start_nodes("a", "b", "c")
+        await self.know_each_other(nodes)
         connections = await listeners(nodes, SUBSCRIBERS, CHANNELS)
         publishers = [await Connection.open(node) for node in nodes if node.name in publish_through]
         traffic = Traffic(publishers, CHANNELS, RATE)
@@ -207,6 +214,7 @@ class LeaveDuringOutageTests(FaultTestCase):
         """A member who leaves while Redis is down is answered at once and announced left once
         Redis is back, even though Redis restarted empty."""
         a, b = await self.cluster.start_nodes("a", "b")
+        await self.know_each_other([a, b])
         ann, bob = await self.cluster.page(a, "ann"), await self.cluster.page(b, "bob")
         await ann.call("chat", "join", channel="room")
         self.assertEqual(sorted((await bob.call("chat", "join", channel="room"))["members"]), ["ann", "bob"])
@@ -323,7 +331,13 @@ class PresenceRaceTests(FaultTestCase):
         while (found := await present()) != expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # polling Redis for a state, bounded by the deadline
         ghosts = len(found[0]) + len(found[1]) - 6 + sum(found[2]) - 6
-        logger.info("presence race: %d connect/join/subscribe/disconnect cycles, ghosts at 2x TTL: %d", cycles, ghosts)
+        clean = time.monotonic() - (deadline - 2 * self.cluster.presence_ttl)
+        logger.info(
+            "presence race: %d connect/join/subscribe/disconnect cycles, ghosts at 2x TTL: %d (clean after %.2f s)",
+            cycles,
+            ghosts,
+            clean,
+        )
         self.assertEqual(found, expected)
 
         await watchers[0].call("chat", "send", channel="room", body="end")
