@@ -136,9 +136,9 @@ class RedisConfig:
     presence_ttl: float = 30.0
     """Seconds after which a dead node's presence entries expire (and leave notifications go out)."""
     max_pending: int = 100_000
-    """Publishes kept while Redis is unreachable; beyond that, the oldest are dropped (and counted)."""
+    """Publishes kept while Redis is unreachable; beyond that, publishes are refused (and counted)."""
     timeout: float = 5.0
-    """Seconds a command waits for Redis (a subscription's confirmation) before answering ``unavailable``."""
+    """Seconds a command waits for Redis before answering ``unavailable``; a publish is answered within it."""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -71,11 +72,21 @@ class RedisServer:
             sock.sendall(request)
             return sock.recv(65536)
 
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP): connections stay open and nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def flush(self) -> None:
         self.command(b"FLUSHALL")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait(10)
         self.process = None

@@ -11,7 +11,9 @@ assume either.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,9 +21,25 @@ from typing import Any, TypeVar
 
 import orjson
 
+from snorky.errors import BrokerUnavailable
 from snorky.protocol import Outbound
 
-__all__ = ["Broker", "Handler", "History", "HistoryResult", "MaybeAwaitable", "then", "topic_for", "with_position"]
+__all__ = [
+    "Broker",
+    "GapHandler",
+    "Handler",
+    "History",
+    "HistoryResult",
+    "MaybeAwaitable",
+    "PresenceHandler",
+    "or_undo",
+    "settled",
+    "then",
+    "topic_for",
+    "with_position",
+]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,6 +61,52 @@ def then(result: MaybeAwaitable[T], callback: Callable[[T], R]) -> MaybeAwaitabl
 
         return later()
     return callback(result)
+
+
+def or_undo(result: MaybeAwaitable[T], undo: Callable[[], None]) -> MaybeAwaitable[T]:
+    """``result``, but if it is an awaitable that fails, ``undo()`` runs before the error goes on.
+
+    A command that changed state before asking the broker uses it to roll the change
+    back when the broker fails, so that the caller can simply try again.
+    """
+    if not inspect.isawaitable(result):
+        return result
+
+    async def checked() -> T:
+        try:
+            return await result  # type: ignore[no-any-return]
+        except Exception:
+            undo()
+            raise
+
+    return checked()
+
+
+def settled(result: Any, within: float) -> Any:
+    """``None`` once ``result`` is done, or after ``within`` seconds if it is not.
+
+    For commands that remove something (a chat ``leave``): the change is made on
+    this node at once and the broker finishes its part even across an outage (the
+    departure is announced then), so the command answers ``ok`` within the
+    broker's timeout either way, and the caller never retries what already happened.
+    """
+    if not inspect.isawaitable(result):
+        return None
+    task = asyncio.ensure_future(result)
+
+    def retrieve(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            logger.error("! could not finish a removal: %r", done.exception())
+
+    task.add_done_callback(retrieve)
+
+    async def wait() -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), within)
+        except (asyncio.TimeoutError, BrokerUnavailable):
+            pass
+
+    return wait()
 
 
 @dataclass(frozen=True)
@@ -87,6 +151,13 @@ def with_position(out: Outbound, offset: int, epoch: str) -> bytes:
 Handler = Callable[[str, Outbound], None]
 """A topic handler: ``handler(topic, outbound)``."""
 
+GapHandler = Callable[[str, int], None]
+"""Told ``(topic, count)`` when this node could not deliver ``count`` messages of a topic
+(it was not listening, and no history stream still had them)."""
+
+PresenceHandler = Callable[[str, dict[str, bytes], dict[str, bytes]], None]
+"""Told ``(key, entries, remaining)`` about presence entries that expired or came back."""
+
 
 def topic_for(service_name: str, channel: Any) -> str:
     """Return the broker topic for a service's channel.
@@ -101,12 +172,19 @@ class Broker(ABC):
     """Moves outbound messages from publishers to topic handlers on every node."""
 
     @abstractmethod
-    def subscribe(self, topic: str, handler: Handler) -> MaybeAwaitable[None]:
+    def subscribe(self, topic: str, handler: Handler, on_gap: GapHandler | None = None) -> MaybeAwaitable[None]:
         """Call ``handler`` for every message later published to ``topic``.
 
         Subscribing the same handler twice to a topic has no further effect. A
         networked broker returns an awaitable that resolves once the subscription
         is in effect everywhere (publishes made after that reach the handler).
+
+        A networked broker that lost messages of ``topic`` for this node (it was
+        cut off from the others and no history stream still had them) calls
+        ``on_gap(topic, count)`` instead: the service tells its clients.
+
+        .. versionchanged:: 0.2
+           ``on_gap``.
         """
 
     @abstractmethod
@@ -119,7 +197,9 @@ class Broker(ABC):
 
         A networked broker may return an awaitable that is done once the message
         is on its way to every node; a publisher answered after it stays ahead of
-        anything published later, on any node.
+        anything published later, on any node. Awaiting it raises
+        :class:`~snorky.errors.BrokerUnavailable` when the message was not
+        accepted (it will not be delivered).
 
 
         With ``history``, the message is also kept in the topic's stream: it is
@@ -142,34 +222,50 @@ class Broker(ABC):
     node_id: str = "local"
     """This node's id; presence members are ``"<node_id>/<local id>"``."""
 
+    timeout: float = 5.0
+    """Seconds a command may wait for a networked broker before it answers anyway."""
+
     @abstractmethod
     def presence_add(
         self, key: str, member: str, info: bytes, ttl: float = 30.0, only_if_absent: bool = False
     ) -> MaybeAwaitable[bool]:
         """Add ``member`` (with ``info``) to the presence set ``key``; whether it was added.
 
-        The entry lives while this node lives: the broker refreshes it, and it
-        expires ``ttl`` seconds after its node stops (see :meth:`watch_presence`).
-        With ``only_if_absent``, a member already there (and alive) is left alone
-        and ``False`` returned: an atomic claim, for names unique in the cluster.
+        The entry belongs to this node until :meth:`presence_remove`: the broker
+        refreshes it, and it expires ``ttl`` seconds after its node stops (see
+        :meth:`watch_presence`). With ``only_if_absent``, a member already there
+        (and alive) is left alone and ``False`` returned: an atomic claim, for
+        names unique in the cluster.
         """
 
     @abstractmethod
     def presence_remove(self, key: str, member: str) -> MaybeAwaitable[bool]:
-        """Remove ``member`` from ``key``; whether it was there."""
+        """Remove ``member`` from ``key``; whether its departure is the caller's to report.
+
+        That is whether it was there; a networked broker also answers ``True`` when
+        Redis lost the entry (a restart), and ``False`` when the entry had expired
+        and was reported by whoever removed it (see :meth:`watch_presence`). A
+        networked broker finishes a removal even across an outage: its awaitable may
+        take that long.
+        """
 
     @abstractmethod
     def presence_list(self, key: str) -> MaybeAwaitable[dict[str, bytes]]:
         """The live members of ``key`` and their info."""
 
     def watch_presence(  # noqa: B027 - optional: only networked brokers have nodes that die
-        self, key: str, on_expired: Callable[[str, dict[str, bytes], dict[str, bytes]], None] | None
+        self, key: str, on_expired: PresenceHandler | None, on_restored: PresenceHandler | None = None
     ) -> None:
         """Call ``on_expired(key, expired, remaining)`` when entries of ``key`` expire (their node died).
 
         ``expired`` and ``remaining`` map members to their info; each expired entry
-        is reported once, on one node. ``None`` stops watching. The in-memory broker
-        has no other nodes, so nothing ever expires there.
+        is reported once, on one node. A node that was paused longer than the
+        entries live finds its own entries expired when it resumes: it writes them
+        again and calls ``on_restored(key, restored, {})``. ``None`` stops watching.
+        The in-memory broker has no other nodes, so nothing ever expires there.
+
+        .. versionchanged:: 0.2
+           ``on_restored``.
         """
 
     # Key-value entries with expiry -----------------------------------------------------

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from snorky.brokers.base import Broker, Handler, History, HistoryResult, with_position
+from snorky.brokers.base import Broker, GapHandler, Handler, History, HistoryResult, with_position
 from snorky.protocol import Outbound
 
 __all__ = ["MemoryBroker"]
@@ -57,7 +57,7 @@ class MemoryBroker(Broker):
         self.kv: dict[str, tuple[bytes, float | None]] = {}
         """Key -> (value, expiry time or None)."""
 
-    def subscribe(self, topic: str, handler: Handler) -> None:
+    def subscribe(self, topic: str, handler: Handler, on_gap: GapHandler | None = None) -> None:
         handlers = self.handlers.setdefault(topic, [])
         if handler not in handlers:
             handlers.append(handler)

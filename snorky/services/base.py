@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 
-from snorky.errors import InvalidMessage, RPCError, code_for_message, error_body
+from snorky.errors import BrokerUnavailable, InvalidMessage, RPCError, code_for_message, error_body
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound
 
@@ -123,6 +123,10 @@ class Service:
         async def run() -> None:
             try:
                 await result
+            except BrokerUnavailable:
+                # Expected while Redis is unreachable: the broker logs the outage once, and
+                # redoes what it owns (presence) when Redis is back.
+                logger.debug("! background work of %r waits for the broker", self)
             except Exception:
                 logger.exception("! background work of %r failed", self)
 

@@ -5,6 +5,13 @@ parameters). Members are *identities*: two connections (two tabs) of one user ar
 one member, announced ``joined`` when the first connection joins a channel and
 ``left`` when the last one leaves it. See ``docs/services/chat.rst``.
 
+On a cluster, a member's presence is tied to its connection: a join that fails
+(``unavailable``) leaves nothing behind, a connection that leaves while its join
+is still in flight is announced ``left`` only after its ``joined``, and members
+of a dead node are announced ``left`` once, by one node. Clients also receive
+``{"type": "gap", "channel", "missed"}`` when their node could not deliver
+``missed`` messages of a channel (it was cut off from Redis).
+
 Every push goes through the broker. A channel's messages and presence go to the
 topic ``topic_for(name, channel)``; read receipts go to a topic of their own per
 identity and channel (:meth:`ChatService.read_topic`), so that they reach only
@@ -16,6 +23,8 @@ channel whose topic is another user's receipts.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import logging
 from collections import deque
@@ -23,7 +32,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from snorky.brokers.base import then, topic_for
+from snorky.brokers.base import or_undo, settled, then, topic_for
 from snorky.errors import RPCError
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound, decode, encode
@@ -90,6 +99,8 @@ class ChatService(RPCService):
         self._member_ids: dict[Any, str] = {}
         self._next_member = itertools.count(1)
         self._read_key_by_topic: dict[str, tuple[Any, Any]] = {}
+        self._joining: dict[tuple[Any, Any], asyncio.Future[Any]] = {}
+        self._visible: set[tuple[Any, Any]] = set()
 
     # Hooks -------------------------------------------------------------------
 
@@ -150,8 +161,16 @@ class ChatService(RPCService):
         if clients:
             self.deliver_many(clients, out)
 
-    def _publish(self, channel: Any, body: dict[str, Any], exclude: Any = None) -> None:
-        self.broker.publish(self.channel_topic(channel), self.outbound(body, exclude=exclude))
+    def _on_channel_gap(self, topic: str, count: int) -> None:
+        """This node missed ``count`` messages of a channel: tell its members here."""
+        channel = self._channel_by_topic.get(topic)
+        clients = self.clients_by_channel.get(channel) if channel is not None else None
+        if clients:
+            self.deliver_many(clients, self.outbound({"type": "gap", "channel": channel, "missed": count}))
+
+    def _publish(self, channel: Any, body: dict[str, Any], exclude: Any = None) -> Any:
+        """Publish to the channel's topic; a broker result, done once the message is on its way."""
+        return self.broker.publish(self.channel_topic(channel), self.outbound(body, exclude=exclude))
 
     # Membership across nodes: one presence entry per connection ---------------------
 
@@ -195,6 +214,19 @@ class ChatService(RPCService):
             announced.add(identity)
             self._publish(channel, self._presence_body(identity, channel, "left", entry["info"]))
 
+    def _on_presence_restored(self, key: str, restored: dict[str, bytes], _: dict[str, bytes]) -> None:
+        """This node's entries had expired (it was paused) and were written again: the
+        others were told ``left``, so announce ``joined`` again."""
+        channel = self._channel_by_presence_key.get(key)
+        if channel is None:
+            return
+        announced: set[Any] = set()
+        for info in restored.values():
+            entry = decode(info)
+            if entry["identity"] not in announced:
+                announced.add(entry["identity"])
+                self._publish(channel, self._presence_body(entry["identity"], channel, "joined", entry["info"]))
+
     # Membership state (local to this node) -------------------------------------
 
     def _member_key(self, client: Any) -> Any:
@@ -210,10 +242,10 @@ class ChatService(RPCService):
         if channel not in self.clients_by_channel:
             topic = self.channel_topic(channel)
             self._channel_by_topic[topic] = channel
-            self.broker.subscribe(topic, self._on_channel_message)
+            self.broker.subscribe(topic, self._on_channel_message, self._on_channel_gap)
             key_of_members = self.presence_key(channel)
             self._channel_by_presence_key[key_of_members] = channel
-            self.broker.watch_presence(key_of_members, self._on_presence_expired)
+            self.broker.watch_presence(key_of_members, self._on_presence_expired, self._on_presence_restored)
         if identity is not None and (key, channel) not in self.clients_by_identity_and_channel:
             topic = self.read_topic(identity, channel)
             self._read_key_by_topic[topic] = (key, channel)
@@ -275,26 +307,68 @@ class ChatService(RPCService):
             raise RPCError("Not authorized", "forbidden")
         identity, info = getattr(client, "identity", None), getattr(client, "info", None)
         self._add_connection(client, channel, self._member_key(client))
+        # On a cluster, the reply waits until the node listens to the channel: from then
+        # on the member receives every message sent to it.
+        ready = self.broker.subscribe(self.channel_topic(channel), self._on_channel_message, self._on_channel_gap)
         member, key = self._member_id(client), self.presence_key(channel)
         added = self.broker.presence_add(key, member, encode({"identity": identity, "info": info}))
         logger.debug("= %r joined %r in %r", client, channel, self.name)
-        return then(
-            added,
+        answer = then(
+            ready,
             lambda _: then(
-                self.broker.presence_list(key), lambda entries: self._joined(client, channel, member, entries)
+                added,
+                lambda written: then(
+                    self.broker.presence_list(key),
+                    lambda entries: self._joined(client, channel, member, written, entries),
+                ),
             ),
         )
+        if not inspect.isawaitable(answer):
+            return answer
 
-    def _joined(self, client: Any, channel: Any, member: str, entries: dict[str, bytes]) -> dict[str, Any]:
+        def undo() -> None:
+            # A failed join leaves nothing behind, so that trying again works.
+            if self._joining.get((client, channel)) is task and self._is_joined(client, channel):
+                self._remove_connection(client, channel, self._member_key(client))
+                self._release_channel_if_empty(channel)
+                if client not in self.channels_by_client:
+                    self._member_ids.pop(client, None)
+                self._visible.discard((client, channel))
+                self.in_background(self.broker.presence_remove(key, member))
+
+        # A leave (or a disconnect) meanwhile waits for this join to end: its "left" follows the "joined".
+        task = self._joining[client, channel] = asyncio.ensure_future(or_undo(answer, undo))
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            if self._joining.get((client, channel)) is finished:
+                del self._joining[client, channel]
+            if not finished.cancelled():
+                finished.exception()  # retrieved here: the caller may have gone
+
+        task.add_done_callback(done)
+
+        async def reply() -> Any:
+            return await task
+
+        return reply()
+
+    def _joined(
+        self, client: Any, channel: Any, member: str, written: Any, entries: dict[str, bytes]
+    ) -> dict[str, Any] | Any:
         identity = getattr(client, "identity", None)
-        if not self._has_identity(entries, identity, besides=member):
-            # The identity's first connection: announced to the others, never to the newcomer.
-            self._send_presence(channel, client, "joined", getattr(client, "info", None))
         presence = self._group(entries)
         reply: dict[str, Any] = {"members": [entry["identity"] for entry in presence], "presence": presence}
         if self.history_size:
             reply["history"] = self._history(channel)
-        return reply
+        if written is False:  # the connection left before its entry was written: nobody saw it
+            return reply
+        self._visible.add((client, channel))
+        if self._has_identity(entries, identity, besides=member):
+            return reply
+        # The identity's first connection: announced to the others, never to the newcomer,
+        # and before the reply, so that whoever hears of the newcomer later is behind it.
+        announced = self._send_presence(channel, client, "joined", getattr(client, "info", None))
+        return then(announced, lambda _: reply)
 
     @rpc_command
     def leave(self, req: Request, channel: Any) -> Any:
@@ -305,7 +379,7 @@ class ChatService(RPCService):
         """
         if not self._is_joined(req.client, channel):
             raise RPCError("Not joined", "not_joined")
-        return then(self.do_leave(req.client, channel), lambda _: None)
+        return settled(self.do_leave(req.client, channel), self.broker.timeout)
 
     @rpc_command
     def send(self, req: Request, channel: Any, body: Any) -> None:
@@ -355,17 +429,33 @@ class ChatService(RPCService):
         if client not in self.channels_by_client:
             self._member_ids.pop(client, None)
         logger.debug("= %r left %r in %r", client, channel, self.name)
-        removed = self.broker.presence_remove(key, member)
-        return then(
-            removed,
-            lambda _: then(
-                self.broker.presence_list(key), lambda entries: self._left(client, channel, identity, info, entries)
-            ),
-        )
+        joining = self._joining.pop((client, channel), None)
+        removed = self.broker.presence_remove(key, member)  # the broker orders it after the join's write
 
-    def _left(self, client: Any, channel: Any, identity: Any, info: Any, entries: dict[str, bytes]) -> None:
+        def announce(removed: Any) -> Any:
+            visible = (client, channel) in self._visible
+            self._visible.discard((client, channel))
+            if not removed or not visible:
+                return None  # never seen, or already announced as left when it expired
+            return then(
+                self.broker.presence_list(key),
+                lambda entries: self._left(client, channel, identity, info, entries),
+            )
+
+        if joining is None or joining.done():
+            return then(removed, announce)
+
+        async def after_join() -> Any:
+            await asyncio.wait([joining])
+            result = then(removed, announce)
+            return await result if inspect.isawaitable(result) else result
+
+        return after_join()
+
+    def _left(self, client: Any, channel: Any, identity: Any, info: Any, entries: dict[str, bytes]) -> Any:
         if not self._has_identity(entries, identity):
-            self._publish(channel, self._presence_body(identity, channel, "left", info), exclude=client)
+            return self._publish(channel, self._presence_body(identity, channel, "left", info), exclude=client)
+        return None
 
     def _presence_body(self, identity: Any, channel: Any, status: str, info: Any) -> dict[str, Any]:
         body = {
@@ -379,9 +469,9 @@ class ChatService(RPCService):
             body["info"] = info
         return body
 
-    def _send_presence(self, channel: Any, client: Any, status: str, info: Any) -> None:
+    def _send_presence(self, channel: Any, client: Any, status: str, info: Any) -> Any:
         body = self._presence_body(getattr(client, "identity", None), channel, status, info)
-        self._publish(channel, body, exclude=client)
+        return self._publish(channel, body, exclude=client)
 
     # Server control ----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import logging
 import random
 from typing import Any
 
-from snorky.brokers.base import then, topic_for
+from snorky.brokers.base import or_undo, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.base import Request, RPCService, identities_of, rpc_command
@@ -178,6 +178,17 @@ class CursorsService(RPCService):
             removed = {"publicHandle": cursor["publicHandle"], "document": cursor["document"]}
             self._notify(document, {"type": "cursorRemoved", "cursor": removed}, None)
 
+    def _on_cursors_restored(self, key: str, restored: dict[str, bytes], _: dict[str, bytes]) -> None:
+        """This node's cursors had expired (it was paused) and were written again: the
+        others were told ``cursorRemoved``, so tell them ``cursorAdded`` again."""
+        document = self._document_by_key.get(key)
+        if document is None:
+            return
+        for info in restored.values():
+            cursor = self.cursors_by_document.get(document, {}).get(decode(info)["publicHandle"])
+            if cursor is not None:
+                self._notify(document, {"type": "cursorAdded", "cursor": cursor.for_json()}, cursor.owner)
+
     def _add_client(self, client: Any, document: Any) -> None:
         if document not in self.clients_by_document:
             topic = self.document_topic(document)
@@ -185,7 +196,7 @@ class CursorsService(RPCService):
             self.broker.subscribe(topic, self._on_topic_message)
             key = self.cursors_key(document)
             self._document_by_key[key] = document
-            self.broker.watch_presence(key, self._on_cursors_expired)
+            self.broker.watch_presence(key, self._on_cursors_expired, self._on_cursors_restored)
         self.clients_by_document.add(document, client)
         self.documents_by_client.add(client, document)
 
@@ -253,7 +264,14 @@ class CursorsService(RPCService):
             raise RPCError("Not authorized", "forbidden")
         self._add_client(client, document)
         entries = self.broker.presence_list(self.cursors_key(document))
-        return then(entries, lambda found: {"cursors": [decode(info) for _member, info in sorted(found.items())]})
+
+        def undo() -> None:
+            # The cursors could not be listed (``unavailable``): not joined, so that trying again works.
+            if self._is_joined(client, document):
+                self.do_leave(client, document)
+
+        answer = then(entries, lambda found: {"cursors": [decode(info) for _member, info in sorted(found.items())]})
+        return or_undo(answer, undo)
 
     @rpc_command
     def leave(self, req: Request, document: Any) -> None:
@@ -285,7 +303,13 @@ class CursorsService(RPCService):
         cursor = Cursor(privateHandle, self._new_public_handle(document), document, position, status, client)
         recorded = self._store(cursor)
         self._notify(document, {"type": "cursorAdded", "cursor": cursor.for_json()}, client)
-        return then(recorded, lambda _: cursor.public_handle)
+
+        def undo() -> None:
+            # Not recorded (``unavailable``): remove it again, so that trying again works.
+            if self.cursors_by_client.get(client, {}).get(privateHandle) is cursor:
+                self.do_remove_cursor(client, privateHandle)
+
+        return or_undo(then(recorded, lambda _: cursor.public_handle), undo)
 
     @rpc_command
     def updateCursor(self, req: Request, privateHandle: Any, newData: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from snorky.brokers.base import then, topic_for
+from snorky.brokers.base import or_undo, settled, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.base import Request, RPCService, rpc_command
@@ -109,16 +109,27 @@ class MessagingService(RPCService):
             raise RPCError("Name not allowed", "name_not_allowed")
         self._claim(req.client, name)  # held here at once, so a second call on this node is refused
 
-        def claimed(added: bool) -> None:
-            if not added:
+        def undo() -> None:
+            if self.participants.get(name) is req.client:
                 self.participants.pop(name, None)
                 self.client_participants.remove(req.client, name)
                 self.broker.unsubscribe(self.name_topic(name), self._on_name_message)
+
+        def claimed(added: bool) -> None:
+            if not added:
+                undo()
                 raise RPCError("Name already registered", "name_taken")
             logger.debug("= %r registered %r in %r", req.client, name, self.name)
 
+        def failed() -> None:
+            # The broker could not be reached (``unavailable``): give the name up, here and
+            # in the broker, so that trying again works.
+            if self.participants.get(name) is req.client:
+                undo()
+                self.in_background(self.broker.presence_remove(self.names_key, self._member(name)))
+
         claim = self.broker.presence_add(self.names_key, self._member(name), encode(name), only_if_absent=True)
-        return then(claim, claimed)
+        return or_undo(then(claim, claimed), failed)
 
     @rpc_command
     def unregisterParticipant(self, req: Request, name: Any) -> Any:
@@ -130,7 +141,7 @@ class MessagingService(RPCService):
         """
         holder = self.holder_of(name)
         if holder is req.client:
-            return then(self._release(req.client, name), lambda _: None)
+            return settled(self._release(req.client, name), self.broker.timeout)
         if holder is not None:
             raise RPCError("Invalid participant", "invalid_participant")
 

@@ -1,7 +1,10 @@
 """PubSubService: clients subscribe to channels and publish to them.
 
 Commands: ``subscribe``/``join``, ``unsubscribe``/``leave``, ``publish``.
-Subscribers receive ``{"type": "message", "channel", "message"}``. Code in the
+Subscribers receive ``{"type": "message", "channel", "message"}``, and, on a
+cluster, ``{"type": "gap", "channel", "missed"}`` when their node could not
+deliver ``missed`` messages of the channel (it was cut off from Redis and no
+history stream still had them): the client should reload. Code in the
 same process publishes with one call, :meth:`PubSubService.do_publish`; a trusted
 application server publishes through :class:`PubSubBackend` on the backend port.
 """
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from snorky.brokers.base import History, HistoryResult, then, topic_for
+from snorky.brokers.base import History, HistoryResult, or_undo, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.base import Request, RPCService, count_presence, rpc_command
@@ -58,6 +61,7 @@ class PubSubService(RPCService):
         self._channel_by_topic: dict[str, Any] = {}
         self._members: dict[Any, str] = {}
         self._member_counter = itertools.count(1)
+        self._attempts: dict[tuple[Any, Any], object] = {}
 
     # Hooks -------------------------------------------------------------------
 
@@ -91,6 +95,13 @@ class PubSubService(RPCService):
         if clients:
             self.deliver_many(clients, out)
 
+    def _on_topic_gap(self, topic: str, count: int) -> None:
+        """This node missed ``count`` messages of a channel: tell its subscribers here."""
+        channel = self._channel_by_topic.get(topic)
+        clients = self.subscriptions.get(channel) if channel is not None else None
+        if clients:
+            self.deliver_many(clients, self.outbound({"type": "gap", "channel": channel, "missed": count}))
+
     # Commands ------------------------------------------------------------------
 
     @rpc_command
@@ -117,6 +128,9 @@ class PubSubService(RPCService):
         message the client saw) it adds ``"recovered"`` and the missed messages,
         oldest first, in ``"publications"`` (when ``recovered`` is false the gap
         could not be filled, and the client should reload).
+
+        When the broker cannot be reached it answers ``unavailable`` and the caller
+        is not subscribed: it can try again.
         """
         client = req.client
         if recover is not None and not (
@@ -135,7 +149,7 @@ class PubSubService(RPCService):
             self._channel_by_topic[topic] = channel
         # A networked broker answers once the subscription is in effect: from the
         # reply on, the client receives every message published to the channel.
-        ready = self.broker.subscribe(topic, self._on_topic_message)
+        ready = self.broker.subscribe(topic, self._on_topic_message, self._on_topic_gap)
         self.subscriptions.add(channel, client)
         self.subscriptions_by_client.add(client, channel)
         identity = getattr(client, "identity", None)
@@ -144,14 +158,25 @@ class PubSubService(RPCService):
             self.in_background(self.broker.presence_add(self.presence_key(channel), self._member_id(client), info))
         rule = self.history_rule(channel) if self.history_rules else None
         if rule is None:
-            return None if ready is None else then(ready, lambda _: None)
-        since = (recover["offset"], recover["epoch"]) if recover is not None else None
-        return then(
-            ready,
-            lambda _: then(
-                self.broker.history(topic, since, rule.ttl), lambda found: self._position(found, recover is not None)
-            ),
-        )
+            answer: Any = None if ready is None else then(ready, lambda _: None)
+        else:
+            since = (recover["offset"], recover["epoch"]) if recover is not None else None
+            answer = then(
+                ready,
+                lambda _: then(
+                    self.broker.history(topic, since, rule.ttl),
+                    lambda found: self._position(found, recover is not None),
+                ),
+            )
+        attempt = self._attempts[client, channel] = object()
+
+        def undo() -> None:
+            # A failed subscribe leaves nothing behind, so that trying again works.
+            if self._attempts.get((client, channel)) is attempt and self.subscriptions.in_set(channel, client):
+                self._drop(client, channel)
+                self.subscriptions_by_client.remove(client, channel)
+
+        return or_undo(answer, undo)
 
     @staticmethod
     def _position(found: HistoryResult, recovering: bool) -> dict[str, Any]:
@@ -183,6 +208,7 @@ class PubSubService(RPCService):
 
     def _drop(self, client: Any, channel: Any) -> None:
         self.subscriptions.remove(channel, client)
+        self._attempts.pop((client, channel), None)
         member = self._members.get(client)
         if member is not None:
             self.in_background(self.broker.presence_remove(self.presence_key(channel), member))

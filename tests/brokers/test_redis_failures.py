@@ -4,6 +4,7 @@ import asyncio
 import secrets
 import unittest
 
+from snorky.brokers.base import History
 from snorky.brokers.redis import RedisBroker
 from tests.brokers.contract import Recorder, message
 from tests.redis_server import shared_redis
@@ -80,4 +81,47 @@ class SilentSubscriptionTests(unittest.IsolatedAsyncioTestCase):
             self.assertGreaterEqual(node.stats()["reconnects"], 1)
         finally:
             await node.close()
+            await proxy.close()
+
+
+class GapTests(unittest.IsolatedAsyncioTestCase):
+    async def test_what_a_cut_off_node_missed_is_filled_or_counted(self):
+        """A node whose subscription silently stopped fills history topics from their streams
+        and tells the handlers of the others exactly how many messages it missed."""
+        redis = shared_redis()
+        proxy = FreezingProxy(redis.port)
+        port = await proxy.start()
+        prefix = f"gap-{secrets.token_hex(4)}"
+        publisher = RedisBroker(redis.url, prefix=prefix, heartbeat=0.1)
+        node = RedisBroker(f"redis://127.0.0.1:{port}/0", prefix=prefix, heartbeat=0.1)
+        await publisher.start()
+        await node.start()
+        try:
+            plain, feed, gaps = Recorder(), Recorder(), asyncio.Queue()
+            await asyncio.wait_for(node.subscribe("plain", plain, lambda topic, count: gaps.put_nowait(count)), 5)
+            await asyncio.wait_for(node.subscribe("feed", feed, lambda topic, count: gaps.put_nowait(count)), 5)
+            history = History(size=100, ttl=60)
+            for i in range(3):
+                await publisher.publish("plain", message(i))
+                await publisher.publish("feed", message(i), history)
+            self.assertEqual(await plain.numbers(3), [0, 1, 2])
+            self.assertEqual(await feed.numbers(3), [0, 1, 2])
+            self.assertEqual(proxy.freeze_subscribers(), 1)
+            with self.assertLogs("snorky.brokers.redis", "WARNING") as logged:
+                for i in range(3, 13):  # published while the node hears nothing
+                    await publisher.publish("plain", message(i))
+                    await publisher.publish("feed", message(i), history)
+                self.assertEqual(await asyncio.wait_for(gaps.get(), 10), 10)
+                self.assertEqual(await feed.numbers(10), list(range(3, 13)))
+            self.assertTrue(any("10 message(s) missed on 1 topic(s)" in line for line in logged.output), logged.output)
+            await publisher.publish("plain", message(13))
+            await publisher.publish("feed", message(13), history)
+            self.assertEqual(await plain.numbers(1), [13])
+            self.assertEqual(await feed.numbers(1), [13])
+            self.assertTrue(gaps.empty() and plain.queue.empty() and feed.queue.empty())
+            stats = node.stats()
+            self.assertEqual((stats["missed"], stats["gaps_filled"], stats["stale"]), (10, 1, 1))
+        finally:
+            await node.close()
+            await publisher.close()
             await proxy.close()

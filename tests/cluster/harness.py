@@ -22,7 +22,7 @@ TIMEOUT = 15.0
 
 
 class Node:
-    """One `snorky serve` process."""
+    """One `snorky serve` process; its log lines are collected as they come."""
 
     def __init__(self, process: asyncio.subprocess.Process, port: int, backend_port: int, name: str) -> None:
         self.process = process
@@ -30,6 +30,40 @@ class Node:
         self.backend_port = backend_port
         self.name = name
         self.backend = AsyncSnorkyBackend(AsyncSnorkyHTTPTransport(f"http://127.0.0.1:{backend_port}/backend", API_KEY))
+        self.lines: list[str] = []
+        """Its log (stderr), line by line."""
+        self._new_line = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read_log())
+
+    async def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            self.lines.append(line.decode())
+            self._new_line.set()
+        self._new_line.set()
+
+    async def logged(self, text: str, count: int = 1, timeout: float = TIMEOUT) -> None:
+        """Wait until ``text`` is in ``count`` lines of the log."""
+
+        async def wait() -> None:
+            while sum(text in line for line in self.lines) < count:
+                if self._reader.done():
+                    raise AssertionError(f"node {self.name} exited before logging {text!r}")
+                self._new_line.clear()
+                await self._new_line.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP), as a stalled machine would."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     async def connect(self, identity: str | None = None) -> Page:
         query = f"?token={sign_token(identity, SECRET)}" if identity else ""
@@ -37,8 +71,11 @@ class Node:
 
     async def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.process.returncode is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.send_signal(signum)
-        return await asyncio.wait_for(self.process.wait(), TIMEOUT)
+        code = await asyncio.wait_for(self.process.wait(), TIMEOUT)
+        await asyncio.wait_for(self._reader, TIMEOUT)
+        return code
 
 
 class Page:
@@ -93,14 +130,22 @@ class Cluster:
     """Start nodes with one configuration (a TOML text) on a shared Redis."""
 
     def __init__(
-        self, redis_url: str, config: str, prefix: str, heartbeat: float = 0.2, presence_ttl: float = 2.0
+        self,
+        redis_url: str,
+        config: str,
+        prefix: str,
+        heartbeat: float = 0.2,
+        presence_ttl: float = 2.0,
+        timeout: float = 3.0,
     ) -> None:
         self.folder = tempfile.TemporaryDirectory(prefix="snorky-cluster-")
         self.path = os.path.join(self.folder.name, "snorky.toml")
+        self.prefix = prefix
+        self.presence_ttl = presence_ttl
         with open(self.path, "w") as f:
             f.write(
                 f'broker = "{redis_url}"\nlog_level = "info"\n[redis]\nprefix = "{prefix}"\n'
-                f"heartbeat = {heartbeat}\npresence_ttl = {presence_ttl}\ntimeout = 3.0\n" + config
+                f"heartbeat = {heartbeat}\npresence_ttl = {presence_ttl}\ntimeout = {timeout}\n" + config
             )
         self.nodes: list[Node] = []
         self.pages: list[Page] = []
@@ -131,6 +176,10 @@ class Cluster:
         self.nodes.append(node)
         return node
 
+    async def start_nodes(self, *names: str) -> list[Node]:
+        """Start several nodes at once."""
+        return list(await asyncio.gather(*(self.start_node(name) for name in names)))
+
     async def page(self, node: Node, identity: str | None = None) -> Page:
         page = await node.connect(identity)
         self.pages.append(page)
@@ -143,6 +192,6 @@ class Cluster:
         logs = []
         for node in self.nodes:
             await node.stop(signal.SIGKILL if node.process.returncode is None else signal.SIGTERM)
-            logs.append((await node.process.stderr.read()).decode())
+            logs.append(node.log)
         self.folder.cleanup()
         return logs
