@@ -50,6 +50,7 @@ setup(
         "orjson>=3.9,<4",
         "PyJWT[crypto]>=2.8,<3",
         "requests>=2.28,<3",
+        "prometheus_client>=0.17,<1",
         'tomli>=2,<3; python_version < "3.11"',
     ],
     extras_require={"test": TEST, "docs": DOCS + DJANGO, "redis": REDIS, "django": DJANGO},

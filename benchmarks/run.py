@@ -77,12 +77,14 @@ class Setup:
     protocol: str = "snorky"
     messages: int = 0  # W1: publish exactly this many, whatever --messages says (0: as configured)
     deflate: bool = False  # the server accepts permessage-deflate and the W1 generator offers it
+    metrics: bool = False  # the server counts everything in Prometheus metrics, as snorky serve does
 
 
 SETUPS = {
     "floor": Setup("floor"),
     "snorky": Setup("snorky"),
     "snorky-deflate": Setup("snorky", deflate=True),
+    "snorky-metrics": Setup("snorky", metrics=True),
     "tornado": Setup("tornado"),
     "redis-1node": Setup("snorky", 1, redis=True),
     "redis-2nodes": Setup("snorky", 2, redis=True),
@@ -384,6 +386,8 @@ def run_once(
         extra = ["--redis", redis.url, "--prefix", f"bench-{os.getpid()}-{time.monotonic_ns()}"]
     if setup.deflate:
         extra.append("--compression")
+    if setup.metrics:
+        extra.append("--metrics")
     cpus = args.server_cpus
     logs = [tempfile.TemporaryFile() for _ in ports]
     procs: list[subprocess.Popen[bytes]] = []

@@ -1,30 +1,41 @@
-"""Client: one connected peer as services see it."""
+"""Client: one connected peer as services see it, and how messages reach it.
+
+Every transport implements :class:`Client`: it delivers a shared encoded message
+(:meth:`Client.deliver`), closes with a code (:meth:`Client.close`), and carries
+the peer's :attr:`~Client.identity` and :attr:`~Client.info`. Services and the
+registry send only through :func:`deliver` and :func:`fan_out`, which also serve
+objects written for Snorky 0.1 that have nothing but ``send(message)`` (the one
+adapter: such an object is given the message as Python data).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from snorky.protocol import Outbound
 
-__all__ = ["Client"]
+__all__ = ["Client", "deliver", "fan_out", "transport_of"]
 
 
 class Client:
     """One peer connected to a :class:`~snorky.ServiceRegistry`.
 
-    Transports subclass it; services only read :attr:`identity` and
-    :attr:`remote_address` and send through :meth:`Service.send_message_to
-    <snorky.services.base.Service.send_message_to>`. A subclass (or any object, as
-    in Snorky 0.1) needs only ``send(message)``; transports that can write
-    pre-encoded bytes also override :meth:`deliver`.
+    Transports subclass it. A subclass written for Snorky 0.1 needs only
+    :meth:`send`; transports that write pre-encoded messages override
+    :meth:`deliver`, and those whose every message goes out in one encoded form
+    also set :attr:`writer` and :attr:`wire`, so that a fan-out hands them the form
+    it encoded once for all recipients, with no call in between.
     """
 
-    frame_writer: Any = None
-    """A callable taking one complete WebSocket frame, for clients that have one (a
-    direct WebSocket connection sets it); fan-outs then hand it the shared frame with no
-    call in between."""
-
+    transport: str = "custom"
+    """The transport's name (``"websocket"``, ``"sockjs"``, ``"http"``), for metrics and logs."""
+    writer: Callable[[Any], None] | None = None
+    """Optional: a callable taking the message in this client's :attr:`wire` form."""
+    wire: str = "ws_frame"
+    """The :class:`~snorky.protocol.Outbound` attribute :attr:`writer` takes
+    (``"ws_frame"``: a complete WebSocket frame; ``"sockjs"``, ``"json"``)."""
     identity: Any = None
     """Who the peer proved to be (the token's ``sub``; ``None`` for an anonymous peer).
 
@@ -34,6 +45,8 @@ class Client:
     """Public data about the peer from its token's ``info`` claim (shown in presence)."""
     claims: dict[str, Any] | None = None
     """All the claims of the peer's verified token, or ``None``."""
+    close_code: int | None = None
+    """The close code the connection ended with, once it ended (for metrics and logs)."""
 
     def __init__(self) -> None:
         self.identity = None
@@ -62,3 +75,39 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.remote_address} identity={self.identity!r}>"
+
+
+def deliver(client: Any, out: Outbound) -> None:
+    """Send ``out`` to one client; an object that is not a :class:`Client` (written for
+    Snorky 0.1) gets ``send(out.value)``."""
+    if isinstance(client, Client):
+        client.deliver(out)
+    else:
+        client.send(out.value)
+
+
+def fan_out(clients: Iterable[Any], out: Outbound) -> None:
+    """Send ``out`` to every one of ``clients`` but ``out.exclude``, encoding it once per form.
+
+    This is the hot path of every publish: a client with a :attr:`Client.writer` is
+    handed the shared encoded form directly (a WebSocket connection writes the frame
+    built once for all), and the others go through :func:`deliver`.
+    """
+    exclude = out.exclude
+    form = encoded = None
+    for client in clients:
+        if client is exclude:
+            continue
+        write = getattr(client, "writer", None)  # 0.1 objects have no such attribute
+        if write is None:
+            deliver(client, out)
+            continue
+        wire = client.wire
+        if wire is not form:
+            form, encoded = wire, getattr(out, wire)
+        write(encoded)
+
+
+def transport_of(client: Any) -> str:
+    """The transport name of ``client`` (``"custom"`` for a 0.1-style object that is not a Client)."""
+    return client.transport if isinstance(client, Client) else "custom"

@@ -30,6 +30,7 @@ __all__ = [
     "BackendConfig",
     "AuthConfig",
     "RedisConfig",
+    "MetricsConfig",
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
@@ -105,6 +106,19 @@ class BackendConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """Prometheus metrics (see the metrics page)."""
+
+    enabled: bool = True
+    """Count what happens and serve it at /metrics on the backend port."""
+    address: str = "127.0.0.1"
+    """The address of the metrics port of its own (with port)."""
+    port: int = 0
+    """A port of its own for /metrics (and /health, /ready), for a scraper that must not reach
+    the backend port; 0: none (the backend port serves them)."""
+
+
+@dataclass
 class AuthConfig:
     """How client tokens are verified; with neither key, tokens are refused."""
 
@@ -171,6 +185,7 @@ class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     services: list[ServiceSpec] = field(default_factory=_default_services)
     backend_services: list[ServiceSpec] | None = None
     """Backend services; ``None`` (not configured): one backend for each frontend
@@ -231,6 +246,7 @@ class Config:
         fill_options(config.frontend.transport, transport, f"{source}: [frontend]")
         fill_options(config.backend, dict(pop_option(data, "backend", dict, {}, source)), f"{source}: [backend]")
         fill_options(config.auth, dict(pop_option(data, "auth", dict, {}, source)), f"{source}: [auth]")
+        fill_options(config.metrics, dict(pop_option(data, "metrics", dict, {}, source)), f"{source}: [metrics]")
 
         if "services" in data:
             config.services = _specs(pop_option(data, "services", dict, {}, source), f"{source}: [services]")

@@ -16,7 +16,7 @@ import textwrap
 from dataclasses import fields
 from typing import Any
 
-from snorky.config import AuthConfig, BackendConfig, Config, FrontendConfig, RedisConfig
+from snorky.config import AuthConfig, BackendConfig, Config, FrontendConfig, MetricsConfig, RedisConfig
 from snorky.request_handlers.options import TransportOptions
 
 __all__ = ["generate", "option_docs", "SECTIONS"]
@@ -27,10 +27,21 @@ SECTIONS: list[tuple[str | None, list[type], str]] = [
     ("frontend", [FrontendConfig, TransportOptions], "The public port browsers connect to."),
     ("backend", [BackendConfig], "The private port application servers call (opened only with an API key)."),
     ("auth", [AuthConfig], "Client tokens (JWT); with neither a secret nor a public key, tokens are refused."),
+    ("metrics", [MetricsConfig], "Prometheus metrics at /metrics (see the metrics page)."),
 ]
 """The sections written, in order: name (``None`` for the top level), classes, heading comment."""
 
-_NOT_OPTIONS = {"source", "services", "backend_services", "frontend", "backend", "auth", "redis", "transport"}
+_NOT_OPTIONS = {
+    "source",
+    "services",
+    "backend_services",
+    "frontend",
+    "backend",
+    "auth",
+    "redis",
+    "metrics",
+    "transport",
+}
 
 _HEADER = """\
 # Snorky configuration: every option, with its default value.

@@ -48,7 +48,7 @@ class Metrics:
     def __init__(self, node: str, state: Callable[[], dict[str, Any]] | None = None) -> None:
         self.node = node
         self.state = state
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)  # the state is read at scrapes, never before
         """This node's own registry (not prometheus_client's global one)."""
         r = self.registry
         self.connects = Counter("snorky_connects", "Connections opened, by transport", ["transport"], registry=r)

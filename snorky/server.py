@@ -26,17 +26,19 @@ from tornado.web import Application, RequestHandler, StaticFileHandler
 from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
-from snorky.client import Client
+from snorky.client import Client, transport_of
 from snorky.config import AuthConfig, Config, ServiceSpec, load_class
 from snorky.errors import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConfigError, ListenError
+from snorky.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from snorky.metrics import Metrics
 from snorky.options import suggest
 from snorky.request_handlers.http import BackendHTTPHandler
 from snorky.request_handlers.sockjs import SnorkySockJSHandler
 from snorky.request_handlers.websocket import SnorkyWebSocketHandler
 from snorky.service_registry import ServiceRegistry
 from snorky.services.auth import AuthService
-from snorky.services.base import Service
 from snorky.services.control import ControlService
+from snorky.services.service import Service
 from snorky.version import __version__
 
 __all__ = ["SnorkyServer", "build_services", "CLIENT_JS"]
@@ -193,6 +195,18 @@ class ClientFileHandler(StaticFileHandler):
         return super().get_content_type()
 
 
+class MetricsHandler(RequestHandler):
+    """``/metrics``: this node's metrics in Prometheus' text format."""
+
+    def initialize(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.metrics.exposition())
+
+
 class HealthHandler(RequestHandler):
     """``/health``: 200 while the process serves HTTP (a liveness probe)."""
 
@@ -256,7 +270,11 @@ class SnorkyServer:
     def __init__(self, config: Config | None = None, broker: Broker | None = None) -> None:
         self.config = config if config is not None else Config()
         self.broker = broker if broker is not None else build_broker(self.config)
-        self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker)
+        self.metrics: Metrics | None = (
+            Metrics(self.broker.node_id, self.metrics_state) if self.config.metrics.enabled else None
+        )
+        """This node's Prometheus metrics (``None`` when ``[metrics] enabled = false``)."""
+        self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker, metrics=self.metrics)
         """The public registry browsers reach."""
         if self.config.auth.enabled and "auth" not in self.registry.registered_services:
             self.registry.register_service(AuthService("auth", build_verifier(self.config.auth)))
@@ -275,6 +293,7 @@ class SnorkyServer:
         self._servers: list[HTTPServer] = []
         self.frontend_port: int | None = None
         self.backend_port: int | None = None
+        self.metrics_port: int | None = None
         self.draining = False
         """Set once the server starts to stop: ``/ready`` answers 503 from then on."""
 
@@ -308,7 +327,36 @@ class SnorkyServer:
             max_message_size=be.max_message_size,
             timeout=be.timeout,
         )
-        return Application([route, *health_routes(self)], log_function=_access_log)
+        return Application([route, *health_routes(self), *self.metrics_routes()], log_function=_access_log)
+
+    def metrics_routes(self) -> list[Any]:
+        """``/metrics``, when metrics are on."""
+        if self.metrics is None:
+            return []
+        return [(r"/metrics", MetricsHandler, {"metrics": self.metrics})]
+
+    def metrics_state(self) -> dict[str, Any]:
+        """What the metrics read at each scrape: connections, channels, broker counters."""
+        connections: dict[str, int] = {}
+        for client in self.registry.clients:
+            transport = transport_of(client)
+            connections[transport] = connections.get(transport, 0) + 1
+        services = {}
+        for name, service in self.registry.registered_services.items():
+            counts = {}
+            channel_count = getattr(service, "channel_count", None)
+            if channel_count is not None:
+                counts["channels"] = channel_count()
+            subscription_count = getattr(service, "subscription_count", None)
+            if subscription_count is not None:
+                counts["subscriptions"] = subscription_count()
+            services[name] = counts
+        return {
+            "connections": connections,
+            "services": services,
+            "broker": self.broker.stats(),
+            "draining": int(self.draining),
+        }
 
     async def start(self) -> None:
         """Start the broker and listen on the configured ports (port 0 picks a free one).
@@ -322,12 +370,19 @@ class SnorkyServer:
         fe, be = self.config.frontend, self.config.backend
         if not be.api_key:
             logger.warning("! no backend API key (set SNORKY_API_KEY or [backend] api_key): backend port not opened")
-        frontend = _bind(fe.address, fe.port)
+        mc = self.config.metrics
+        wanted = [(fe.address, fe.port), (be.address, be.port) if be.api_key else None]
+        wanted.append((mc.address, mc.port) if mc.enabled and mc.port else None)
+        bound: list[list[socket.socket] | None] = []
         try:
-            backend = _bind(be.address, be.port) if be.api_key else None
+            for address in wanted:
+                bound.append(_bind(*address) if address is not None else None)
         except ListenError:
-            _close(frontend)
+            for sockets in bound:
+                _close(sockets or [])
             raise
+        frontend, backend, own = bound
+        assert frontend is not None
         await self.broker.start()
         self.frontend_port = self._serve(
             self.frontend_app(), frontend, fe.transport.sockjs_body_limit, fe.header_timeout, fe.body_timeout
@@ -338,6 +393,10 @@ class SnorkyServer:
                 self.backend_app(be.api_key), backend, be.max_message_size, be.header_timeout, be.body_timeout
             )
             logger.info("= backend on http://%s:%d%s", be.address, self.backend_port, be.path)
+        if own is not None:
+            app = Application([*health_routes(self), *self.metrics_routes()], log_function=_access_log)
+            self.metrics_port = self._serve(app, own, 0, be.header_timeout, be.body_timeout)
+            logger.info("= metrics on http://%s:%d/metrics", mc.address, self.metrics_port)
 
     def _serve(
         self,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
+from snorky.client import Client, deliver, transport_of
 from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN_LATER, ProtocolError, error_body
 from snorky.protocol import Outbound, decode, parse_envelope
-from snorky.services.base import Service
+from snorky.services.service import Service
+
+if TYPE_CHECKING:
+    from snorky.metrics import Metrics
 
 __all__ = ["ServiceRegistry"]
 
@@ -32,7 +36,9 @@ class ServiceRegistry:
         broker: the broker fan-outs go through (default: a new :class:`MemoryBroker`).
     """
 
-    def __init__(self, services: Iterable[Service] | None = None, broker: Broker | None = None) -> None:
+    def __init__(
+        self, services: Iterable[Service] | None = None, broker: Broker | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.registered_services: dict[str, Service] = {}
         """Service name -> service."""
         self.broker: Broker = broker if broker is not None else MemoryBroker()
@@ -41,6 +47,8 @@ class ServiceRegistry:
         """Clients currently connected through a long-lived transport."""
         self.auth_service: Any = None
         """The registered service that verifies tokens (an AuthService), if any."""
+        self.metrics = metrics
+        """Where connections, messages and errors are counted (``None``: nowhere)."""
         self.accepting = True
         """Whether new clients are admitted; a draining server turns it off, and a client
         that connects then is closed at once with 1013 (try again later, with backoff)."""
@@ -112,6 +120,8 @@ class ServiceRegistry:
             self.reject(client, error.code, None, msg)
             return
         service = self.registered_services.get(name)
+        if self.metrics is not None:
+            self.metrics.received(name if service is not None else "")
         if service is None:
             compat_log.warning('Message for non existing service "%.100s" from client %r', name, client)
             self.reject(client, "unknown_service", name, content)
@@ -124,13 +134,9 @@ class ServiceRegistry:
         ``content`` is the message being refused, if decoded; its ``callId`` is echoed.
         """
         call_id = content.get("callId") if isinstance(content, dict) else None
-        out = Outbound({"service": service, "message": error_body(code, call_id)})
-        try:
-            deliver = client.deliver
-        except AttributeError:
-            client.send(out.value)
-        else:
-            deliver(out)
+        if self.metrics is not None:
+            self.metrics.error(service, code)
+        deliver(client, Outbound({"service": service, "message": error_body(code, call_id)}))
 
     def client_connected(self, client: Any) -> None:
         """Tell every service that ``client`` connected (or, while not accepting, close it with 1013)."""
@@ -139,12 +145,18 @@ class ServiceRegistry:
             client.close(CLOSE_TRY_AGAIN_LATER)
             return
         self.clients.add(client)
+        if self.metrics is not None:
+            self.metrics.connects.labels(transport_of(client)).inc()
         for service in tuple(self.registered_services.values()):
             service.client_connected(client)
 
     def client_disconnected(self, client: Any) -> None:
         """Tell every service that ``client`` left; each one drops its state for it."""
-        self.clients.discard(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            if self.metrics is not None:
+                code = client.close_code if isinstance(client, Client) else None
+                self.metrics.disconnects.labels(transport_of(client), str(code)).inc()
         for service in tuple(self.registered_services.values()):
             try:
                 service.client_disconnected(client)

@@ -8,7 +8,9 @@ With ``--redis``, the registry's broker is a :class:`~snorky.brokers.redis.Redis
 the same Redis and prefix behave as one server (workload W4); without it, the
 default in-process memory broker (W1). The ``echo`` service's one command,
 ``echo``, answers its ``message`` parameter (workload W2). With ``--compression``,
-clients that offer permessage-deflate get it (the ``snorky-deflate`` setup of W1).
+clients that offer permessage-deflate get it (the ``snorky-deflate`` setup of W1); with
+``--metrics``, everything is counted in Prometheus metrics as ``snorky serve`` does (the
+``snorky-metrics`` setup).
 """
 
 from __future__ import annotations
@@ -40,14 +42,21 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def main(port: int, host: str, redis: str | None, prefix: str, compression: bool = False) -> None:
+async def main(
+    port: int, host: str, redis: str | None, prefix: str, compression: bool = False, metrics: bool = False
+) -> None:
     broker = None
     if redis:
         from snorky.brokers.redis import RedisBroker
 
         broker = RedisBroker(redis, prefix=prefix)
         await broker.start()
-    registry = ServiceRegistry([PubSubService("pubsub"), EchoService("echo")], broker=broker)
+    counted = None
+    if metrics:  # as snorky serve runs: every command, fan-out and connection counted
+        from snorky.metrics import Metrics
+
+        counted = Metrics("bench")
+    registry = ServiceRegistry([PubSubService("pubsub"), EchoService("echo")], broker=broker, metrics=counted)
     options = {"compression": True} if compression else {}
     app = Application([SnorkyWebSocketHandler.get_route(registry, "/ws", **options)])
     app.listen(port, host, backlog=4096)
@@ -61,10 +70,11 @@ if __name__ == "__main__":
     parser.add_argument("--redis", help="Redis URL: use a RedisBroker instead of the memory broker")
     parser.add_argument("--prefix", default="snorky-bench", help="the RedisBroker's key and channel prefix")
     parser.add_argument("--compression", action="store_true", help="accept permessage-deflate (W1 compressed)")
+    parser.add_argument("--metrics", action="store_true", help="count in Prometheus metrics (snorky serve's default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_nofile()
     try:
-        asyncio.run(main(args.port, args.host, args.redis, args.prefix, args.compression))
+        asyncio.run(main(args.port, args.host, args.redis, args.prefix, args.compression, args.metrics))
     except KeyboardInterrupt:
         pass

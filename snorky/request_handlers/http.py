@@ -59,6 +59,8 @@ class _Refused(HTTPError):
 class HTTPClient(Client):
     """The backend peer of one HTTP request; its first message becomes the response."""
 
+    transport = "http"
+
     def __init__(self, req_handler: BackendHTTPHandler) -> None:
         super().__init__()
         self.req_handler = req_handler

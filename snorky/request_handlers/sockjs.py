@@ -49,12 +49,16 @@ logger = logging.getLogger(__name__)
 class SockJSClient(Client):
     """A peer connected over SockJS."""
 
+    transport = "sockjs"
+
     def __init__(self, req_handler: SnorkySockJSHandler) -> None:
         super().__init__()
         self.req_handler = req_handler
         self.address: str | None = None
         self.closed = False
         """True once the session is closed; sends are dropped."""
+        self.closed_with: int | None = None
+        """The close code the server closed the session with (``None``: the peer went)."""
 
     @property
     def remote_address(self) -> str | None:
@@ -85,6 +89,7 @@ class SockJSClient(Client):
         if self.closed:
             return
         self.closed = True
+        self.closed_with = code
         self.req_handler.session.close(code, reason if reason is not None else CLOSE_CODES.get(code, ""))
 
 
@@ -263,4 +268,5 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
         self.client.closed = True
         if self.connected:
             self.connected = False
+            self.client.close_code = self.client.closed_with
             self.service_registry.client_disconnected(self.client)

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 class WebSocketClient(Client):
     """A peer connected over WebSocket."""
 
+    transport = "websocket"
+
     def __init__(self, req_handler: SnorkyWebSocketHandler) -> None:
         super().__init__()
         self.req_handler = req_handler
@@ -71,7 +73,7 @@ class WebSocketClient(Client):
             self.write_frame = direct.write  # type: ignore[method-assign]
             deflate = direct.deflate
             if deflate is None:
-                self.frame_writer = direct.write  # fan-outs hand it the shared plain frame
+                self.writer = direct.write  # fan-outs hand it the shared plain frame
             else:
                 protocol = direct.protocol
                 key = (deflate.server_max_window_bits, protocol.compression_level, protocol.compression_min_size)
@@ -86,7 +88,7 @@ class WebSocketClient(Client):
 
                 # Fan-outs hand every subscriber the same plain frame: compressed once,
                 # by the first connection of each window size.
-                self.frame_writer = write_deflated
+                self.writer = write_deflated
             return
         connection = self.req_handler.ws_connection
         stream = getattr(connection, "stream", None)
@@ -384,4 +386,6 @@ class SnorkyWebSocketHandler(WebSocketHandler):
 
     def on_close(self) -> None:
         self.client.closed = True
+        # No close frame: the connection dropped (1006).
+        self.client.close_code = self.close_code if self.close_code is not None else 1006
         self.service_registry.client_disconnected(self.client)

@@ -15,7 +15,7 @@ from typing import Any
 
 from snorky.auth import AuthError, TokenVerifier
 from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED
-from snorky.services.base import Request, RPCService, rpc_command
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
 
 __all__ = ["AuthService"]

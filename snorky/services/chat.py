@@ -36,7 +36,8 @@ from snorky.brokers.base import or_undo, settled, then, topic_for
 from snorky.errors import RPCError
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound, decode, encode
-from snorky.services.base import Request, RPCService, count_presence, rpc_command
+from snorky.services.presence import count_presence
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.types import MultiDict
 
 __all__ = ["ChatService"]

@@ -19,7 +19,8 @@ from typing import Any
 from snorky.brokers.base import then, topic_for
 from snorky.errors import CLOSE_DISCONNECTED, RPCError
 from snorky.protocol import Outbound
-from snorky.services.base import Registry, Request, RPCService, rpc_command
+from snorky.services.rpc import Request, RPCService, rpc_command
+from snorky.services.service import Registry
 from snorky.version import __version__
 
 __all__ = ["ControlService"]

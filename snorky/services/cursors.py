@@ -21,7 +21,8 @@ from typing import Any
 from snorky.brokers.base import or_undo, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
-from snorky.services.base import Request, RPCService, identities_of, rpc_command
+from snorky.services.presence import identities_of
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.types import MultiDict
 
 __all__ = ["CursorsService", "Cursor"]

@@ -18,7 +18,7 @@ import orjson
 from snorky.brokers.base import or_undo, settled, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
-from snorky.services.base import Request, RPCService, rpc_command
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.types import MultiDict
 
 __all__ = ["MessagingService"]

@@ -22,7 +22,7 @@ from typing import Any
 from snorky.brokers.base import then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
-from snorky.services.base import Request, RPCService, rpc_command
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
 from snorky.types import MultiDict
 

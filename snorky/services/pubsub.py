@@ -19,7 +19,8 @@ from typing import Any
 from snorky.brokers.base import History, HistoryResult, or_undo, then, topic_for
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
-from snorky.services.base import Request, RPCService, count_presence, rpc_command
+from snorky.services.presence import count_presence
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.types import MultiDict
 
 __all__ = ["PubSubService", "PubSubBackend", "HistoryRule"]

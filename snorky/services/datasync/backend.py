@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from snorky.services.base import Request, RPCService, rpc_command
 from snorky.services.datasync.frontend import DEFAULT_TIMEOUT_INTERVAL, DataSyncService
+from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
 
 __all__ = ["DataSyncBackend"]

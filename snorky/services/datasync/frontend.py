@@ -29,13 +29,13 @@ from snorky.brokers.base import then, topic_for
 from snorky.errors import RPCError
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound
-from snorky.services.base import Request, RPCService, rpc_asynchronous, rpc_command
 from snorky.services.datasync.dealers import BadQuery, Dealer
 from snorky.services.datasync.delta import Delta, parse_deltas
 from snorky.services.datasync.managers.dealer import DealerManager, UnknownDealer, UnknownModelClass
 from snorky.services.datasync.managers.subscription import SubscriptionManager
 from snorky.services.datasync.ordering import DEFAULT_CAPACITY, RowVersions
 from snorky.services.datasync.subscription import Subscription, SubscriptionItem
+from snorky.services.rpc import Request, RPCService, rpc_asynchronous, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
 
 __all__ = ["DataSyncService", "DEFAULT_TIMEOUT_INTERVAL"]

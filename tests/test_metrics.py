@@ -1,0 +1,98 @@
+"""/metrics: scraped with a real HTTP client while real WebSocket clients work, the counters
+move by exactly what was done."""
+
+import asyncio
+import json
+
+from prometheus_client.parser import text_string_to_metric_families
+from tornado.httpclient import AsyncHTTPClient
+from tornado.testing import AsyncTestCase, gen_test
+from tornado.websocket import websocket_connect
+
+from snorky.config import Config
+from snorky.server import SnorkyServer
+
+TIMEOUT = 20
+
+
+def frame(command, call_id, **params):
+    return json.dumps({"service": "pubsub", "message": {"command": command, "params": params, "callId": call_id}})
+
+
+class MetricsTests(AsyncTestCase):
+    async def scrape(self, port):
+        response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/metrics")
+        self.assertTrue(response.headers["Content-Type"].startswith("text/plain"))
+        samples = {}
+        for family in text_string_to_metric_families(response.body.decode()):
+            for sample in family.samples:
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "node"))
+                samples[sample.name, labels] = sample.value
+                self.assertEqual(sample.labels["node"], self.server.broker.node_id)
+        return samples
+
+    def moved(self, before, after, name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    async def read(self, ws):
+        return json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))["message"]
+
+    @gen_test(timeout=60)
+    async def test_counters_move_by_what_was_done(self):
+        """Connections, messages, commands, deliveries, errors and disconnects, counted exactly."""
+        config = Config.from_dict(
+            {"frontend": {"port": 0, "drain_window": 0}, "backend": {"port": 0, "api_key": "metrics-key"}}
+        )
+        self.server = server = SnorkyServer(config)
+        await server.start()
+        try:
+            port = server.backend_port
+            before = await self.scrape(port)
+            url = f"ws://127.0.0.1:{server.frontend_port}/ws"
+            alice, bob, carol = [await websocket_connect(url) for _ in range(3)]
+            for ws in (alice, bob):
+                ws.write_message(frame("subscribe", 1, channel="news"))
+                self.assertEqual((await self.read(ws))["type"], "response")
+            for i in range(5):
+                carol.write_message(frame("publish", 10 + i, channel="news", message=i))
+            for _ in range(5):
+                self.assertEqual((await self.read(carol))["type"], "response")
+            for ws in (alice, bob):
+                for i in range(5):
+                    self.assertEqual((await self.read(ws))["message"], i)
+            carol.write_message("{not json")
+            self.assertEqual((await self.read(carol))["code"], "invalid_json")
+            carol.write_message(frame("nope", 20))
+            self.assertEqual((await self.read(carol))["code"], "unknown_command")
+            gauges = await self.scrape(port)
+            self.assertEqual(gauges["snorky_connections", (("transport", "websocket"),)], 3)
+            self.assertEqual(gauges["snorky_channels", (("service", "pubsub"),)], 1)
+            carol.close(1000)
+            while len(server.registry.clients) > 2:
+                await asyncio.sleep(0.01)
+            after = await self.scrape(port)
+        finally:
+            for ws in (alice, bob):
+                ws.close()
+            await server.stop(grace=1)
+
+        def count(name, **labels):
+            return self.moved(before, after, name, **labels)
+
+        self.assertEqual(count("snorky_connects_total", transport="websocket"), 3)
+        self.assertEqual(count("snorky_disconnects_total", transport="websocket", code="1000"), 1)
+        self.assertEqual(count("snorky_messages_received_total", service="pubsub"), 2 + 5 + 1)
+        self.assertEqual(count("snorky_messages_received_total", service=""), 0)  # the bad JSON has no service
+        self.assertEqual(count("snorky_messages_sent_total", service="pubsub"), 5)
+        self.assertEqual(count("snorky_deliveries_total", service="pubsub"), 10)
+        ok = {"service": "pubsub", "outcome": "ok"}
+        self.assertEqual(count("snorky_command_duration_seconds_count", command="subscribe", **ok), 2)
+        self.assertEqual(count("snorky_command_duration_seconds_count", command="publish", **ok), 5)
+        self.assertEqual(
+            count("snorky_command_duration_seconds_count", service="pubsub", command="nope", outcome="error"), 1
+        )
+        self.assertEqual(count("snorky_errors_total", service="", code="invalid_json"), 1)
+        self.assertEqual(count("snorky_errors_total", service="pubsub", code="unknown_command"), 1)
+        self.assertGreater(count("snorky_bytes_written_total", service="pubsub"), 0)
+        self.assertEqual(after["snorky_connections", (("transport", "websocket"),)], 2)
