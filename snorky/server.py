@@ -343,14 +343,11 @@ class SnorkyServer:
             connections[transport] = connections.get(transport, 0) + 1
         services = {}
         for name, service in self.registry.registered_services.items():
-            counts = {}
-            channel_count = getattr(service, "channel_count", None)
-            if channel_count is not None:
-                counts["channels"] = channel_count()
-            subscription_count = getattr(service, "subscription_count", None)
-            if subscription_count is not None:
-                counts["subscriptions"] = subscription_count()
-            services[name] = counts
+            if service.channel_map is not None:
+                services[name] = {
+                    "channels": service.channel_map.channel_count(),
+                    "subscriptions": service.channel_map.subscription_count(),
+                }
         return {
             "connections": connections,
             "services": services,

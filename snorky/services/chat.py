@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -33,12 +32,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from snorky.brokers.base import or_undo, settled, then, topic_for
+from snorky.channels import ChannelMap
 from snorky.errors import RPCError
 from snorky.hashable import make_hashable
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.presence import count_presence
 from snorky.services.rpc import Request, RPCService, rpc_command
-from snorky.types import MultiDict
 
 __all__ = ["ChatService"]
 
@@ -87,19 +86,20 @@ class ChatService(RPCService):
         """Whether clients without an identity may join."""
         self.clock: Callable[[], datetime] = clock if clock is not None else _utc_now
         """Returns the current time (an aware datetime) for timestamps."""
-        self.clients_by_channel = MultiDict()
+        self.map = self.channel_map = ChannelMap(self, on_message=self._keep)
+        """The channels with local members."""
+        self.readers = ChannelMap(self, self.name + ":read", gaps=False)
+        """(identity, channel) -> the identity's local connections in the channel, which
+        hear of its read receipts (anonymous members have none)."""
+        self.clients_by_channel = self.map.clients
         """Channel -> local clients joined to it."""
-        self.channels_by_client = MultiDict()
+        self.channels_by_client = self.map.channels
         """Client -> channels it joined."""
-        self.clients_by_identity_and_channel = MultiDict()
-        """(member key, channel) -> the member's local connections in the channel."""
+        self.clients_by_identity_and_channel = self.readers.clients
+        """(identity, channel) -> the identity's local connections in the channel."""
         self.history_by_channel: dict[Any, deque[Any]] = {}
         """Channel -> its last ``history_size`` message notifications, oldest first."""
-        self._channel_by_topic: dict[str, Any] = {}
         self._channel_by_presence_key: dict[str, Any] = {}
-        self._member_ids: dict[Any, str] = {}
-        self._next_member = itertools.count(1)
-        self._read_key_by_topic: dict[str, tuple[Any, Any]] = {}
         self._joining: dict[tuple[Any, Any], asyncio.Future[Any]] = {}
         self._visible: set[tuple[Any, Any]] = set()
 
@@ -135,7 +135,7 @@ class ChatService(RPCService):
 
     def channel_topic(self, channel: Any) -> str:
         """The broker topic of a channel's messages and presence."""
-        return topic_for(self.name, channel)
+        return self.map.topic(channel)
 
     def read_topic(self, identity: Any, channel: Any) -> str:
         """The broker topic of ``identity``'s read receipts in ``channel``.
@@ -143,31 +143,14 @@ class ChatService(RPCService):
         It lives under ``NAME:read``, a prefix that no :meth:`channel_topic` can
         have (JSON text never starts with ``r``).
         """
-        return topic_for(self.name + ":read", [identity, channel])
+        return self.readers.topic((make_hashable(identity), channel))
 
-    def _on_channel_message(self, topic: str, out: Outbound) -> None:
-        channel = self._channel_by_topic.get(topic)
-        clients = self.clients_by_channel.get(channel) if channel is not None else None
-        if not clients:
-            return
+    def _keep(self, channel: Any, out: Outbound) -> None:
+        """Remember a message of ``channel`` for the ``join`` replies (with ``history_size``)."""
         if self.history_size:
             body = out.value["message"]
             if body.get("type") == "message":
                 self._remember(channel, body)
-        self.deliver_many(clients, out)
-
-    def _on_read_message(self, topic: str, out: Outbound) -> None:
-        key = self._read_key_by_topic.get(topic)
-        clients = self.clients_by_identity_and_channel.get(key) if key is not None else None
-        if clients:
-            self.deliver_many(clients, out)
-
-    def _on_channel_gap(self, topic: str, count: int) -> None:
-        """This node missed ``count`` messages of a channel: tell its members here."""
-        channel = self._channel_by_topic.get(topic)
-        clients = self.clients_by_channel.get(channel) if channel is not None else None
-        if clients:
-            self.deliver_many(clients, self.outbound({"type": "gap", "channel": channel, "missed": count}))
 
     def _publish(self, channel: Any, body: dict[str, Any], exclude: Any = None) -> Any:
         """Publish to the channel's topic; a broker result, done once the message is on its way."""
@@ -178,12 +161,6 @@ class ChatService(RPCService):
     def presence_key(self, channel: Any) -> str:
         """The broker presence key of a channel's members (one entry per connection)."""
         return topic_for(self.name + ":members", channel)
-
-    def _member_id(self, client: Any) -> str:
-        member = self._member_ids.get(client)
-        if member is None:
-            member = self._member_ids[client] = f"{self.broker.node_id}/{next(self._next_member)}"
-        return member
 
     @staticmethod
     def _group(entries: dict[str, bytes]) -> list[dict[str, Any]]:
@@ -230,52 +207,30 @@ class ChatService(RPCService):
 
     # Membership state (local to this node) -------------------------------------
 
-    def _member_key(self, client: Any) -> Any:
-        identity = getattr(client, "identity", None)
-        return client if identity is None else make_hashable(identity)
-
     def _is_joined(self, client: Any, channel: Any) -> bool:
-        return self.clients_by_channel.in_set(channel, client)
+        return self.map.has(client, channel)
 
-    def _add_connection(self, client: Any, channel: Any, key: Any) -> None:
-        """Record ``client`` in ``channel``, subscribing the node to new topics."""
+    def _add_connection(self, client: Any, channel: Any) -> Any:
+        """Record ``client`` in ``channel``, listening to new topics; the broker's answer."""
         identity = getattr(client, "identity", None)
         if channel not in self.clients_by_channel:
-            topic = self.channel_topic(channel)
-            self._channel_by_topic[topic] = channel
-            self.broker.subscribe(topic, self._on_channel_message, self._on_channel_gap)
             key_of_members = self.presence_key(channel)
             self._channel_by_presence_key[key_of_members] = channel
             self.broker.watch_presence(key_of_members, self._on_presence_expired, self._on_presence_restored)
-        if identity is not None and (key, channel) not in self.clients_by_identity_and_channel:
-            topic = self.read_topic(identity, channel)
-            self._read_key_by_topic[topic] = (key, channel)
-            self.broker.subscribe(topic, self._on_read_message)
-        self.clients_by_channel.add(channel, client)
-        self.channels_by_client.add(client, channel)
-        self.clients_by_identity_and_channel.add((key, channel), client)
+        if identity is not None:
+            self.readers.add(client, (make_hashable(identity), channel))
+        return self.map.add(client, channel)
 
-    def _remove_connection(self, client: Any, channel: Any, key: Any) -> None:
-        """Forget ``client`` in ``channel`` on this node (read receipts too, after its identity's last one)."""
-        self.clients_by_channel.remove(channel, client)
-        self.channels_by_client.remove(client, channel)
-        self.clients_by_identity_and_channel.remove((key, channel), client)
+    def _remove_connection(self, client: Any, channel: Any) -> None:
+        """Forget ``client`` in ``channel`` on this node, and the channel if it was its last member here."""
         identity = getattr(client, "identity", None)
-        if identity is not None and (key, channel) not in self.clients_by_identity_and_channel:
-            topic = self.read_topic(identity, channel)
-            self._read_key_by_topic.pop(topic, None)
-            self.broker.unsubscribe(topic, self._on_read_message)
-
-    def _release_channel_if_empty(self, channel: Any) -> None:
-        if channel in self.clients_by_channel:
-            return
-        topic = self.channel_topic(channel)
-        self._channel_by_topic.pop(topic, None)
-        self.broker.unsubscribe(topic, self._on_channel_message)
-        self.history_by_channel.pop(channel, None)
-        key_of_members = self.presence_key(channel)
-        self._channel_by_presence_key.pop(key_of_members, None)
-        self.broker.watch_presence(key_of_members, None)
+        if identity is not None:
+            self.readers.remove(client, (make_hashable(identity), channel))
+        if self.map.remove(client, channel):
+            self.history_by_channel.pop(channel, None)
+            key_of_members = self.presence_key(channel)
+            self._channel_by_presence_key.pop(key_of_members, None)
+            self.broker.watch_presence(key_of_members, None)
 
     def _remember(self, channel: Any, body: Any) -> None:
         history = self.history_by_channel.get(channel)
@@ -307,11 +262,10 @@ class ChatService(RPCService):
         if not self.can_join(client, channel):
             raise RPCError("Not authorized", "forbidden")
         identity, info = getattr(client, "identity", None), getattr(client, "info", None)
-        self._add_connection(client, channel, self._member_key(client))
         # On a cluster, the reply waits until the node listens to the channel: from then
         # on the member receives every message sent to it.
-        ready = self.broker.subscribe(self.channel_topic(channel), self._on_channel_message, self._on_channel_gap)
-        member, key = self._member_id(client), self.presence_key(channel)
+        ready = self._add_connection(client, channel)
+        member, key = self.map.member_id(client), self.presence_key(channel)
         added = self.broker.presence_add(key, member, encode({"identity": identity, "info": info}))
         logger.debug("= %r joined %r in %r", client, channel, self.name)
         answer = then(
@@ -330,10 +284,7 @@ class ChatService(RPCService):
         def undo() -> None:
             # A failed join leaves nothing behind, so that trying again works.
             if self._joining.get((client, channel)) is task and self._is_joined(client, channel):
-                self._remove_connection(client, channel, self._member_key(client))
-                self._release_channel_if_empty(channel)
-                if client not in self.channels_by_client:
-                    self._member_ids.pop(client, None)
+                self._remove_connection(client, channel)
                 self._visible.discard((client, channel))
                 self.in_background(self.broker.presence_remove(key, member))
 
@@ -424,11 +375,8 @@ class ChatService(RPCService):
         once the departure is recorded and announced.
         """
         identity, info = getattr(client, "identity", None), getattr(client, "info", None)
-        member, key = self._member_id(client), self.presence_key(channel)
-        self._remove_connection(client, channel, self._member_key(client))
-        self._release_channel_if_empty(channel)
-        if client not in self.channels_by_client:
-            self._member_ids.pop(client, None)
+        member, key = self.map.member_id(client), self.presence_key(channel)
+        self._remove_connection(client, channel)
         logger.debug("= %r left %r in %r", client, channel, self.name)
         joining = self._joining.pop((client, channel), None)
         removed = self.broker.presence_remove(key, member)  # the broker orders it after the join's write
@@ -491,10 +439,6 @@ class ChatService(RPCService):
             self.in_background(self.do_leave(client, channel))
             self.send_message_to(client, {"type": "unsubscribed", "channel": channel})
         return len(clients)
-
-    def channel_count(self) -> int:
-        """How many channels have local clients."""
-        return len(self.clients_by_channel)
 
     def client_disconnected(self, client: Any) -> None:
         """Leave every channel the client was in, with presence."""

@@ -120,12 +120,12 @@ class ControlService(RPCService):
         services = {}
         for name, service in self.frontend.registered_services.items():
             entry: dict[str, Any] = {"class": type(service).__name__}
-            count = getattr(service, "channel_count", None)
+            count = service.channel_count()
             if count is not None:
-                entry["channels"] = count()
-            stats = getattr(service, "stats", None)
+                entry["channels"] = count
+            stats = service.stats()
             if stats is not None:
-                entry["stats"] = stats()
+                entry["stats"] = stats
             services[name] = entry
         clients = self.frontend.clients
         facts = {

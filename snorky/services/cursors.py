@@ -19,11 +19,11 @@ import random
 from typing import Any
 
 from snorky.brokers.base import or_undo, then, topic_for
+from snorky.channels import ChannelMap
 from snorky.errors import RPCError
-from snorky.protocol import Outbound, decode, encode
+from snorky.protocol import decode, encode
 from snorky.services.presence import identities_of
 from snorky.services.rpc import Request, RPCService, rpc_command
-from snorky.types import MultiDict
 
 __all__ = ["CursorsService", "Cursor"]
 
@@ -92,9 +92,11 @@ class CursorsService(RPCService):
             raise ValueError("max_cursors must be 0 or more")
         self.max_cursors = max_cursors
         """How many cursors one client may hold."""
-        self.clients_by_document = MultiDict()
+        self.map = self.channel_map = ChannelMap(self, field="document", gaps=False)
+        """The documents with local clients."""
+        self.clients_by_document = self.map.clients
         """Document -> local clients joined to it."""
-        self.documents_by_client = MultiDict()
+        self.documents_by_client = self.map.channels
         """Client -> documents it joined."""
         self.cursors_by_document: dict[Any, dict[int, Cursor]] = {}
         """Document -> public handle -> cursor."""
@@ -102,7 +104,6 @@ class CursorsService(RPCService):
         """Client -> private handle -> cursor."""
         self.random = random.Random()
         """The source of public handles (tests may replace it)."""
-        self._document_by_topic: dict[str, Any] = {}
         self._document_by_key: dict[str, Any] = {}
 
     # Hook --------------------------------------------------------------------
@@ -140,12 +141,6 @@ class CursorsService(RPCService):
         """The broker topic of a document's cursor notifications."""
         return topic_for(self.name, document)
 
-    def _on_topic_message(self, topic: str, out: Outbound) -> None:
-        document = self._document_by_topic.get(topic)
-        clients = self.clients_by_document.get(document) if document is not None else None
-        if clients:
-            self.deliver_many(clients, out)
-
     def _notify(self, document: Any, body: dict[str, Any], sender: Any) -> None:
         """Publish ``body`` to every client in ``document`` but ``sender``, on every node."""
         self.broker.publish(self.document_topic(document), self.outbound(body, exclude=sender))
@@ -153,7 +148,7 @@ class CursorsService(RPCService):
     # State (local to this node) ----------------------------------------------
 
     def _is_joined(self, client: Any, document: Any) -> bool:
-        return self.clients_by_document.in_set(document, client)
+        return self.map.has(client, document)
 
     # Cursors across nodes: each one is a presence entry of its document ------------
 
@@ -190,30 +185,18 @@ class CursorsService(RPCService):
             if cursor is not None:
                 self._notify(document, {"type": "cursorAdded", "cursor": cursor.for_json()}, cursor.owner)
 
-    def _add_client(self, client: Any, document: Any) -> None:
+    def _add_client(self, client: Any, document: Any) -> Any:
         if document not in self.clients_by_document:
-            topic = self.document_topic(document)
-            self._document_by_topic[topic] = document
-            self.broker.subscribe(topic, self._on_topic_message)
             key = self.cursors_key(document)
             self._document_by_key[key] = document
             self.broker.watch_presence(key, self._on_cursors_expired, self._on_cursors_restored)
-        self.clients_by_document.add(document, client)
-        self.documents_by_client.add(client, document)
+        return self.map.add(client, document)
 
     def _remove_client(self, client: Any, document: Any) -> None:
-        self.clients_by_document.remove(document, client)
-        self.documents_by_client.remove(client, document)
-        if document not in self.clients_by_document:
-            topic = self.document_topic(document)
-            self._document_by_topic.pop(topic, None)
-            self.broker.unsubscribe(topic, self._on_topic_message)
+        if self.map.remove(client, document):
             key = self.cursors_key(document)
             self._document_by_key.pop(key, None)
             self.broker.watch_presence(key, None)
-
-    def _cursors_in(self, document: Any) -> list[Cursor]:
-        return list(self.cursors_by_document.get(document, {}).values())
 
     def _cursor_of(self, client: Any, private_handle: Any) -> Cursor:
         try:
@@ -375,10 +358,6 @@ class CursorsService(RPCService):
             self.do_leave(client, document)
             self.send_message_to(client, {"type": "unsubscribed", "document": document})
         return len(clients)
-
-    def channel_count(self) -> int:
-        """How many documents have local clients."""
-        return len(self.clients_by_document)
 
     def client_disconnected(self, client: Any) -> None:
         """Leave every document the client was in, removing its cursors."""

@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from snorky.brokers.base import or_undo, settled, then, topic_for
+from snorky.brokers.base import or_undo, settled, then
+from snorky.channels import ChannelMap
 from snorky.errors import RPCError
-from snorky.protocol import Outbound, decode, encode
+from snorky.protocol import decode, encode
 from snorky.services.rpc import Request, RPCService, rpc_command
-from snorky.types import MultiDict
 
 __all__ = ["MessagingService"]
 
@@ -46,7 +46,9 @@ class MessagingService(RPCService):
         super().__init__(name)
         self.participants: dict[Any, Any] = {}
         """Participant name -> the local client holding it."""
-        self.client_participants = MultiDict()
+        self.names = self.channel_map = ChannelMap(self, self.name + ":to", field="dest", gaps=False)
+        """The names held here, each a channel of one client: its messages' topic."""
+        self.client_participants = self.names.channels
         """Client -> the names it holds."""
 
     # Hook --------------------------------------------------------------------
@@ -67,7 +69,7 @@ class MessagingService(RPCService):
 
     def name_topic(self, name: Any) -> str:
         """The broker topic of messages to the participant ``name``."""
-        return topic_for(self.name + ":to", name)
+        return self.names.topic(name)
 
     @staticmethod
     def _member(name: Any) -> str:
@@ -79,19 +81,15 @@ class MessagingService(RPCService):
 
     def _claim(self, client: Any, name: Any) -> None:
         self.participants[name] = client
-        self.client_participants.add(client, name)
-        self.broker.subscribe(self.name_topic(name), self._on_name_message)
+        self.names.add(client, name)
+
+    def _drop(self, client: Any, name: Any) -> None:
+        del self.participants[name]
+        self.names.remove(client, name)
 
     def _release(self, client: Any, name: Any) -> Any:
-        del self.participants[name]
-        self.client_participants.remove(client, name)
-        self.broker.unsubscribe(self.name_topic(name), self._on_name_message)
+        self._drop(client, name)
         return self.broker.presence_remove(self.names_key, self._member(name))
-
-    def _on_name_message(self, topic: str, out: Outbound) -> None:
-        client = self.holder_of(out.value["message"]["dest"])
-        if client is not None:
-            self.deliver(client, out)
 
     # Commands ----------------------------------------------------------------
 
@@ -111,9 +109,7 @@ class MessagingService(RPCService):
 
         def undo() -> None:
             if self.participants.get(name) is req.client:
-                self.participants.pop(name, None)
-                self.client_participants.remove(req.client, name)
-                self.broker.unsubscribe(self.name_topic(name), self._on_name_message)
+                self._drop(req.client, name)
 
         def claimed(added: bool) -> None:
             if not added:
@@ -189,5 +185,5 @@ class MessagingService(RPCService):
 
     def client_disconnected(self, client: Any) -> None:
         """Free every name the client held."""
-        for name in list(self.client_participants.get_set(client)):
+        for name in self.names.channels_of(client):
             self.in_background(self._release(client, name))

@@ -19,12 +19,12 @@ import logging
 import secrets
 from typing import Any
 
-from snorky.brokers.base import then, topic_for
+from snorky.brokers.base import then
+from snorky.channels import ChannelMap
 from snorky.errors import RPCError
-from snorky.protocol import Outbound, decode, encode
+from snorky.protocol import decode, encode
 from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
-from snorky.types import MultiDict
 
 __all__ = ["ProgressService", "ProgressBackend", "ProgressTask"]
 
@@ -137,9 +137,11 @@ class ProgressService(RPCService):
         self.timeout_factory = timeout_factory or TornadoTimeoutFactory
         self.tasks: dict[str, ProgressTask] = {}
         """Task id -> task, running or recently finished."""
-        self.subscribers = MultiDict()
+        self.map = self.channel_map = ChannelMap(self, field="task", gaps=False)
+        """The tasks with local watchers."""
+        self.subscribers = self.map.clients
         """Task id -> local clients watching it."""
-        self.tasks_by_client = MultiDict()
+        self.tasks_by_client = self.map.channels
         """Client -> task ids it watches."""
         self._removals: dict[str, Any] = {}
 
@@ -206,12 +208,7 @@ class ProgressService(RPCService):
         """Save the task's state for every node, then tell its subscribers."""
         ttl = self.keep_finished if task.status != "running" else RUNNING_TASK_TTL
         self.in_background(self.broker.kv_set(self.state_key(task.id), encode(task.state()), ttl))
-        self.broker.publish(topic_for(self.name, task.id), self.outbound(body))
-
-    def _on_topic_message(self, topic: str, out: Outbound) -> None:
-        clients = self.subscribers.get(out.value["message"]["task"])
-        if clients:
-            self.deliver_many(clients, out)
+        self.broker.publish(self.map.topic(task.id), self.outbound(body))
 
     def _finished(self, task: ProgressTask) -> None:
         self._removals[task.id] = self.timeout_factory.call_later(self.keep_finished, self._remove, task.id)
@@ -231,14 +228,11 @@ class ProgressService(RPCService):
         if not isinstance(task, str):
             raise RPCError("Invalid params", "invalid_params")
         client = req.client
-        if self.subscribers.in_set(task, client):
+        if self.map.has(client, task):
             raise RPCError("Already subscribed", "already_subscribed")
         if not self.can_subscribe(client, task):
             raise RPCError("Not authorized", "forbidden")
-        if task not in self.subscribers:
-            self.broker.subscribe(topic_for(self.name, task), self._on_topic_message)
-        self.subscribers.add(task, client)
-        self.tasks_by_client.add(client, task)
+        self.map.add(client, task)
         current = self.tasks.get(task)
         if current is not None:
             return self._late(client, current)
@@ -258,20 +252,13 @@ class ProgressService(RPCService):
     @rpc_command
     def unsubscribe(self, req: Request, task: Any) -> None:
         """Stop watching ``task``."""
-        if not self.subscribers.in_set(task, req.client):
+        if not self.map.has(req.client, task):
             raise RPCError("Not subscribed", "not_subscribed")
-        self._drop(req.client, task)
-        self.tasks_by_client.remove(req.client, task)
-
-    def _drop(self, client: Any, task: str) -> None:
-        self.subscribers.remove(task, client)
-        if task not in self.subscribers:
-            self.broker.unsubscribe(topic_for(self.name, task), self._on_topic_message)
+        self.map.remove(req.client, task)
 
     def client_disconnected(self, client: Any) -> None:
-        for task in self.tasks_by_client.get_set(client):
-            self._drop(client, task)
-        self.tasks_by_client.clear_set(client)
+        for task in self.map.channels_of(client):
+            self.map.remove(client, task)
 
 
 class ProgressBackend(RPCService):

@@ -11,17 +11,16 @@ application server publishes through :class:`PubSubBackend` on the backend port.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from snorky.brokers.base import History, HistoryResult, or_undo, then, topic_for
+from snorky.channels import ChannelMap
 from snorky.errors import RPCError
 from snorky.protocol import Outbound, decode, encode
 from snorky.services.presence import count_presence
 from snorky.services.rpc import Request, RPCService, rpc_command
-from snorky.types import MultiDict
 
 __all__ = ["PubSubService", "PubSubBackend", "HistoryRule"]
 
@@ -55,13 +54,12 @@ class PubSubService(RPCService):
         super().__init__(name)
         self.history_rules = [rule if isinstance(rule, HistoryRule) else HistoryRule(**rule) for rule in history or ()]
         """The history rules, in order."""
-        self.subscriptions = MultiDict()
+        self.map = self.channel_map = ChannelMap(self)
+        """The channels with local subscribers."""
+        self.subscriptions = self.map.clients
         """Channel -> local clients subscribed to it."""
-        self.subscriptions_by_client = MultiDict()
+        self.subscriptions_by_client = self.map.channels
         """Client -> channels it is subscribed to."""
-        self._channel_by_topic: dict[str, Any] = {}
-        self._members: dict[Any, str] = {}
-        self._member_counter = itertools.count(1)
         self._attempts: dict[tuple[Any, Any], object] = {}
 
     # Hooks -------------------------------------------------------------------
@@ -89,19 +87,6 @@ class PubSubService(RPCService):
         return self.broker.publish(topic_for(self.name, channel), out, rule.history if rule else None)
 
     publish_message = do_publish
-
-    def _on_topic_message(self, topic: str, out: Outbound) -> None:
-        channel = self._channel_by_topic.get(topic)
-        clients = self.subscriptions.get(channel) if channel is not None else None
-        if clients:
-            self.deliver_many(clients, out)
-
-    def _on_topic_gap(self, topic: str, count: int) -> None:
-        """This node missed ``count`` messages of a channel: tell its subscribers here."""
-        channel = self._channel_by_topic.get(topic)
-        clients = self.subscriptions.get(channel) if channel is not None else None
-        if clients:
-            self.deliver_many(clients, self.outbound({"type": "gap", "channel": channel, "missed": count}))
 
     # Commands ------------------------------------------------------------------
 
@@ -141,22 +126,18 @@ class PubSubService(RPCService):
             and isinstance(recover.get("epoch"), str)
         ):
             raise RPCError("Invalid params", "invalid_params")
-        if self.subscriptions.in_set(channel, client):
+        if self.map.has(client, channel):
             raise RPCError("Already subscribed", "already_subscribed")
         if not self.can_subscribe(client, channel):
             raise RPCError("Not authorized", "forbidden")
-        topic = topic_for(self.name, channel)
-        if channel not in self.subscriptions:
-            self._channel_by_topic[topic] = channel
+        topic = self.map.topic(channel)
         # A networked broker answers once the subscription is in effect: from the
         # reply on, the client receives every message published to the channel.
-        ready = self.broker.subscribe(topic, self._on_topic_message, self._on_topic_gap)
-        self.subscriptions.add(channel, client)
-        self.subscriptions_by_client.add(client, channel)
+        ready = self.map.add(client, channel)
         identity = getattr(client, "identity", None)
         if identity is not None:  # anonymous subscribers have no presence
             info = encode({"identity": identity, "info": getattr(client, "info", None)})
-            self.in_background(self.broker.presence_add(self.presence_key(channel), self._member_id(client), info))
+            self.in_background(self.broker.presence_add(self.presence_key(channel), self.map.member_id(client), info))
         rule = self.history_rule(channel) if self.history_rules else None
         if rule is None:
             answer: Any = None if ready is None else then(ready, lambda _: None)
@@ -173,9 +154,8 @@ class PubSubService(RPCService):
 
         def undo() -> None:
             # A failed subscribe leaves nothing behind, so that trying again works.
-            if self._attempts.get((client, channel)) is attempt and self.subscriptions.in_set(channel, client):
+            if self._attempts.get((client, channel)) is attempt and self.map.has(client, channel):
                 self._drop(client, channel)
-                self.subscriptions_by_client.remove(client, channel)
 
         return or_undo(answer, undo)
 
@@ -190,10 +170,9 @@ class PubSubService(RPCService):
     @rpc_command
     def unsubscribe(self, req: Request, channel: Any) -> None:
         """Cancel the caller's subscription to ``channel``."""
-        if not self.subscriptions.in_set(channel, req.client):
+        if not self.map.has(req.client, channel):
             raise RPCError("Not subscribed", "not_subscribed")
         self._drop(req.client, channel)
-        self.subscriptions_by_client.remove(req.client, channel)
 
     # The seed overview of Snorky names these commands join and leave; they call
     # the methods above, so a subclass that overrides those changes both names.
@@ -208,27 +187,17 @@ class PubSubService(RPCService):
         self.unsubscribe(req, channel)
 
     def _drop(self, client: Any, channel: Any) -> None:
-        self.subscriptions.remove(channel, client)
         self._attempts.pop((client, channel), None)
-        member = self._members.get(client)
+        member = self.map.known_member(client)
         if member is not None:
             self.in_background(self.broker.presence_remove(self.presence_key(channel), member))
-        if channel not in self.subscriptions:
-            topic = topic_for(self.name, channel)
-            self._channel_by_topic.pop(topic, None)
-            self.broker.unsubscribe(topic, self._on_topic_message)
+        self.map.remove(client, channel)
 
     # Server control ----------------------------------------------------------------
 
     def presence_key(self, channel: Any) -> str:
         """The broker presence key of a channel's authenticated subscribers."""
         return topic_for(self.name + ":presence", channel)
-
-    def _member_id(self, client: Any) -> str:
-        member = self._members.get(client)
-        if member is None:
-            member = self._members[client] = f"{self.broker.node_id}/{next(self._member_counter)}"
-        return member
 
     def presence(self, channel: Any) -> Any:
         """The identities subscribed to ``channel`` on every node, with their info and connection count."""
@@ -242,23 +211,16 @@ class PubSubService(RPCService):
         so that its client stops following the channel (and does not subscribe
         again after a reconnection).
         """
-        clients = [c for c in self.subscriptions.get_set(channel) if getattr(c, "identity", None) == identity]
+        clients = [c for c in self.map.clients_of(channel) if getattr(c, "identity", None) == identity]
         for client in clients:
             self._drop(client, channel)
-            self.subscriptions_by_client.remove(client, channel)
             self.send_message_to(client, {"type": "unsubscribed", "channel": channel})
         return len(clients)
 
-    def channel_count(self) -> int:
-        """How many channels have local subscribers."""
-        return len(self.subscriptions)
-
     def client_disconnected(self, client: Any) -> None:
         """Cancel every subscription of a client that left."""
-        for channel in self.subscriptions_by_client.get_set(client):
+        for channel in self.map.channels_of(client):
             self._drop(client, channel)
-        self.subscriptions_by_client.clear_set(client)
-        self._members.pop(client, None)
 
 
 class PubSubBackend(RPCService):

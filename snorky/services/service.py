@@ -18,6 +18,7 @@ from snorky.protocol import Outbound
 
 if TYPE_CHECKING:
     from snorky.brokers.base import Broker
+    from snorky.channels import ChannelMap
     from snorky.metrics import Metrics
 
 __all__ = ["Service", "Registry"]
@@ -49,6 +50,9 @@ class Service:
 
     registry: Registry | None = None
     """The registry this service was registered in, if any."""
+    channel_map: ChannelMap | None = None
+    """The service's channels on this node, for a service that has channels (its
+    counts reach the server's information, metrics and admin page)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -141,6 +145,18 @@ class Service:
         """Where this service's messages are counted: its registry's metrics, if any."""
         registry = self.registry
         return registry.metrics if registry is not None else None
+
+    def channel_count(self) -> int | None:
+        """How many channels have local clients (``None``: the service has no channels)."""
+        return self.channel_map.channel_count() if self.channel_map is not None else None
+
+    def subscription_count(self) -> int | None:
+        """How many (client, channel) memberships there are here (``None``: no channels)."""
+        return self.channel_map.subscription_count() if self.channel_map is not None else None
+
+    def stats(self) -> dict[str, Any] | None:
+        """The service's own counters for server control's ``info`` (``None``: it has none)."""
+        return None
 
     def client_connected(self, client: Any) -> None:
         """Called when a client connects to this service's registry (not for backend HTTP)."""
