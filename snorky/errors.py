@@ -264,6 +264,11 @@ class ConfigError(SnorkyError):
 class AuthError(RPCError):
     """A token was refused: ``code`` is ``invalid_token`` or ``token_expired``."""
 
+    @property
+    def close_code(self) -> int:
+        """The close code a connection refused for this token gets (4002 or 4001)."""
+        return CLOSE_TOKEN_EXPIRED if self.code == "token_expired" else CLOSE_INVALID_TOKEN
+
 
 class InvalidMessage(ProtocolError):
     """A message to an RPC service is not a call (kept from Snorky 0.1, where it was a bare Exception)."""

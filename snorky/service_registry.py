@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, deliver, transport_of
-from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN_LATER, ProtocolError, error_body
+from snorky.errors import CLOSE_TRY_AGAIN_LATER, AuthError, ProtocolError, error_body
 from snorky.protocol import Outbound, decode, parse_envelope
 from snorky.services.service import Service
 
@@ -59,14 +59,9 @@ class ServiceRegistry:
     def register_service(self, service: Service) -> None:
         """Add ``service`` under its name (replacing any service of that name)."""
         self.registered_services[service.name] = service
-        service.registry = self
-        if hasattr(service, "authenticate_client"):
+        if hasattr(service, "authenticate_client"):  # a service that verifies tokens (AuthService, or one's own)
             self.auth_service = service
-        if getattr(service, "_broker", None) is None or getattr(service, "_broker_is_private", False):
-            service.broker = self.broker
-        registered = getattr(service, "registered", None)
-        if registered is not None:
-            registered(self)
+        service.attach_to(self)
 
     def unregister_service(self, service: Service) -> None:
         """Remove ``service``.
@@ -79,24 +74,41 @@ class ServiceRegistry:
             self.auth_service = None
 
     def authenticate(self, client: Any, token: Any) -> dict[str, Any]:
-        """Verify a token given at connect and give its identity to ``client``.
+        """Verify a token and give its identity to ``client``; return the token's claims.
 
         Raises:
             AuthError: the token is refused, or no AuthService is registered.
         """
-        from snorky.auth import AuthError
-
         if self.auth_service is None:
             raise AuthError("Invalid token", "invalid_token")
         claims: dict[str, Any] = self.auth_service.authenticate_client(client, token)
         return claims
 
-    def refuse_token(self, client: Any, error: Any) -> None:
+    def admit(self, client: Any, token: str | None, answer: bool = True) -> int | None:
+        """Identity at connect, for every transport: check the token given with the connection.
+
+        Without a token the client is anonymous. A valid one gives the client its
+        identity. A refused one is logged once and, with ``answer`` (a transport that
+        can send before it closes), answered with an error message (``invalid_token``
+        or ``token_expired``); the close code to close the connection with is returned
+        (``None``: admitted).
+        """
+        if token is None:
+            return None
+        try:
+            self.authenticate(client, token)
+        except AuthError as error:
+            logger.warning("! refused token from %r: %s", client, error.message)
+            if answer:
+                self.reject(client, error.code, self.auth_service.name if self.auth_service is not None else None)
+            return error.close_code
+        return None
+
+    def refuse_token(self, client: Any, error: AuthError) -> None:
         """Tell ``client`` why its connect-time token was refused, then close it."""
         logger.warning("! refused token from %r: %s", client, error.message)
-        service = self.auth_service.name if self.auth_service is not None else None
-        self.reject(client, error.code, service)
-        client.close(CLOSE_TOKEN_EXPIRED if error.code == "token_expired" else CLOSE_INVALID_TOKEN)
+        self.reject(client, error.code, self.auth_service.name if self.auth_service is not None else None)
+        client.close(error.close_code)
 
     def process_message_raw(self, client: Any, msg: bytes | str) -> None:
         """Decode one frame of JSON text and route it; answer it if it is malformed."""

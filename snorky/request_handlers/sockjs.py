@@ -25,7 +25,6 @@ with warnings.catch_warnings():
 
 from tornado.web import stream_request_body
 
-from snorky.auth import AuthError
 from snorky.client import Client
 from snorky.errors import (
     CLOSE_CODES,
@@ -39,7 +38,6 @@ from snorky.protocol import Outbound
 from snorky.request_handlers.body import LimitedBody
 from snorky.request_handlers.options import TransportOptions, origin_allowed
 from snorky.service_registry import ServiceRegistry
-from snorky.services.auth import AuthService
 
 __all__ = ["SnorkySockJSHandler", "SockJSClient"]
 
@@ -227,13 +225,11 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
             logger.warning("! refused SockJS session from origin %s (%s)", origin, info.ip)
             return CLOSE_FORBIDDEN_ORIGIN
         token = info.get_argument("token")
-        if token is not None:
-            token = token.decode("utf-8", "replace") if isinstance(token, bytes) else token
-            try:
-                self.service_registry.authenticate(self.client, token)
-            except AuthError as error:
-                logger.warning("! refused token from %s: %s", info.ip, error.message)
-                return AuthService.close_code(error)
+        if isinstance(token, bytes):
+            token = token.decode("utf-8", "replace")
+        refusal = self.service_registry.admit(self.client, token, answer=False)  # before the session opens
+        if refusal is not None:
+            return refusal
         self.admitted = True
         return None
 

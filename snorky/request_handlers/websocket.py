@@ -21,7 +21,6 @@ from tornado.escape import json_encode
 from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
-from snorky.auth import AuthError
 from snorky.client import Client
 from snorky.errors import CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
 from snorky.protocol import Outbound
@@ -353,13 +352,10 @@ class SnorkyWebSocketHandler(WebSocketHandler):
 
     def _opened(self) -> None:
         self.client.attach()
-        token = self.get_query_argument("token", None)
-        if token is not None:
-            try:
-                self.service_registry.authenticate(self.client, token)
-            except AuthError as error:
-                self.service_registry.refuse_token(self.client, error)
-                return
+        refusal = self.service_registry.admit(self.client, self.get_query_argument("token", None))
+        if refusal is not None:
+            self.client.close(refusal)
+            return
         self.service_registry.client_connected(self.client)
 
     def on_message(self, message: str | bytes) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from snorky.auth import AuthError, TokenVerifier
-from snorky.errors import CLOSE_INVALID_TOKEN, CLOSE_TOKEN_EXPIRED
+from snorky.client import Client
+from snorky.errors import CLOSE_TOKEN_EXPIRED
 from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
 
@@ -80,14 +81,13 @@ class AuthService(RPCService):
     def _expired(self, client: Any) -> None:
         self.expiry_timers.pop(client, None)
         logger.info("! token of %r expired without a refresh: closing", client)
-        close = getattr(client, "close", None)
-        if close is not None:
-            close(CLOSE_TOKEN_EXPIRED)
+        if isinstance(client, Client):
+            client.close(CLOSE_TOKEN_EXPIRED)
 
     @staticmethod
     def close_code(error: AuthError) -> int:
-        """The close code for a connection refused with ``error``."""
-        return CLOSE_TOKEN_EXPIRED if error.code == "token_expired" else CLOSE_INVALID_TOKEN
+        """The close code for a connection refused with ``error`` (see :attr:`AuthError.close_code`)."""
+        return error.close_code
 
     @rpc_command
     def authenticate(self, req: Request, token: Any) -> dict[str, Any]:

@@ -50,6 +50,8 @@ class Service:
 
     registry: Registry | None = None
     """The registry this service was registered in, if any."""
+    _broker: Broker | None = None
+    _broker_is_private = False
     channel_map: ChannelMap | None = None
     """The service's channels on this node, for a service that has channels (its
     counts reach the server's information, metrics and admin page)."""
@@ -78,11 +80,23 @@ class Service:
     def broker(self, broker: Broker) -> None:
         old = self._broker
         self._broker = broker
-        if getattr(self, "_broker_is_private", False) and old is not None and old is not broker:
+        if self._broker_is_private and old is not None and old is not broker:
             for topic, handlers in list(getattr(old, "handlers", {}).items()):
                 for handler in handlers:
                     broker.subscribe(topic, handler)
         self._broker_is_private = False
+
+    def attach_to(self, registry: Registry) -> None:
+        """Become part of ``registry`` (called by :meth:`ServiceRegistry.register_service
+        <snorky.ServiceRegistry.register_service>`).
+
+        The service takes the registry's broker unless it was given one of its own,
+        then :meth:`registered` is called.
+        """
+        self.registry = registry
+        if self._broker is None or self._broker_is_private:
+            self.broker = registry.broker
+        self.registered(registry)
 
     def registered(self, registry: Registry) -> None:
         """Called once the service is registered (its :attr:`broker` is the registry's)."""

@@ -226,7 +226,7 @@ class SockJSScenarios:
     @gen_test(timeout=TEST_TIMEOUT)
     async def test_bad_token_closes_4001(self) -> None:
         """A forged token in the SockJS URL closes the session with 4001 before it opens."""
-        with ExpectLog(sockjs_log, ""):
+        with ExpectLog("snorky.service_registry", "! refused token"):
             peer = await self.peer(token=sign_token("alice", TOKEN_SECRET + "-forged"), wait_open=False)
             event = await peer.next_event()
         assert (event["event"], event["code"], event["reason"]) == ("close", 4001, "invalid token")
