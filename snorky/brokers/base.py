@@ -17,7 +17,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar, overload
 
 import orjson
 
@@ -43,18 +43,26 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-MaybeAwaitable = T | Awaitable[T]
+MaybeAwaitable: TypeAlias = T | Awaitable[T]
 """What broker queries return: the value itself (in-memory broker) or an awaitable
 (networked brokers). Services combine them with :func:`then`, so that on one node
 a command still answers before it returns, as in Snorky 0.1."""
 
 
+# An awaitable result stays an awaitable; a value (or a union of both, as a broker's
+# result is typed) gives either. Without the first overload, mypy cannot tell T from
+# Awaitable[T] in an argument that is only an awaitable.
+@overload
+def then(result: Awaitable[T], callback: Callable[[T], R]) -> Awaitable[R]: ...
+@overload
+def then(result: MaybeAwaitable[T], callback: Callable[[T], R]) -> MaybeAwaitable[R]: ...
 def then(result: MaybeAwaitable[T], callback: Callable[[T], R]) -> MaybeAwaitable[R]:
     """Apply ``callback`` to a broker result now if it is a value, or once it is awaited."""
     if inspect.isawaitable(result):
+        awaitable = result
 
         async def later() -> R:
-            value: Any = callback(await result)
+            value: Any = callback(await awaitable)
             while inspect.isawaitable(value):  # a callback may itself ask the broker
                 value = await value
             return value  # type: ignore[no-any-return]
@@ -63,7 +71,11 @@ def then(result: MaybeAwaitable[T], callback: Callable[[T], R]) -> MaybeAwaitabl
     return callback(result)
 
 
-def or_undo(result: MaybeAwaitable[T], undo: Callable[[], None]) -> MaybeAwaitable[T]:
+@overload
+def or_undo(result: Awaitable[T], undo: Callable[[], None]) -> Awaitable[T]: ...
+@overload
+def or_undo(result: MaybeAwaitable[T], undo: Callable[[], None]) -> MaybeAwaitable[T]: ...
+def or_undo(result: Any, undo: Callable[[], None]) -> Any:  # mypy checks the overloads' types
     """``result``, but if it is an awaitable that fails, ``undo()`` runs before the error goes on.
 
     A command that changed state before asking the broker uses it to roll the change
@@ -71,10 +83,11 @@ def or_undo(result: MaybeAwaitable[T], undo: Callable[[], None]) -> MaybeAwaitab
     """
     if not inspect.isawaitable(result):
         return result
+    awaitable = result
 
-    async def checked() -> T:
+    async def checked() -> Any:
         try:
-            return await result  # type: ignore[no-any-return]
+            return await awaitable
         except Exception:
             undo()
             raise

@@ -160,7 +160,7 @@ class RedisBroker(Broker):
 
     # Messages -----------------------------------------------------------------------
 
-    def publish(  # type: ignore[override]
+    def publish(
         self, topic: str, out: Outbound, history: History | None = None
     ) -> asyncio.Future[None] | Refused | None:
         """Queue ``out`` for Redis and return what to await for the answer.
@@ -174,18 +174,14 @@ class RedisBroker(Broker):
         """
         return self._publisher.publish(topic, out, history, local=topic in self.handlers)
 
-    def subscribe(  # type: ignore[override]
-        self, topic: str, handler: Handler, on_gap: GapHandler | None = None
-    ) -> Confirmation | None:
+    def subscribe(self, topic: str, handler: Handler, on_gap: GapHandler | None = None) -> Confirmation | None:
         """Subscribe; returns an awaitable done when Redis confirmed it (``None`` if it already had)."""
         return self._subscriber.subscribe(topic, handler, on_gap)
 
     def unsubscribe(self, topic: str, handler: Handler) -> None:
         self._subscriber.unsubscribe(topic, handler)
 
-    async def history(  # type: ignore[override]
-        self, topic: str, since: tuple[int, str] | None = None, ttl: float = 300.0
-    ) -> HistoryResult:
+    async def history(self, topic: str, since: tuple[int, str] | None = None, ttl: float = 300.0) -> HistoryResult:
         return await self._subscriber.history(topic, since, ttl)
 
     # Outages ------------------------------------------------------------------------
@@ -217,7 +213,7 @@ class RedisBroker(Broker):
 
     # Presence -----------------------------------------------------------------------
 
-    def presence_add(  # type: ignore[override]
+    def presence_add(
         self, key: str, member: str, info: bytes, ttl: float = 30.0, only_if_absent: bool = False
     ) -> asyncio.Task[bool]:
         """Own ``member`` of ``key`` from now on and write it; a task telling whether it was added.
@@ -227,7 +223,7 @@ class RedisBroker(Broker):
         """
         return self._presence.add(key, member, info, only_if_absent)
 
-    def presence_remove(self, key: str, member: str) -> Awaitable[bool]:  # type: ignore[override]
+    def presence_remove(self, key: str, member: str) -> Awaitable[bool]:
         """Stop owning ``member`` of ``key`` and remove it, once Redis answers (through outages).
 
         The task's result: whether the departure is the caller's to report (``True``:
@@ -237,7 +233,7 @@ class RedisBroker(Broker):
         """
         return self._presence.remove(key, member)
 
-    async def presence_list(self, key: str) -> dict[str, bytes]:  # type: ignore[override]
+    async def presence_list(self, key: str) -> dict[str, bytes]:
         return await self._presence.members(key)
 
     def watch_presence(
@@ -247,9 +243,7 @@ class RedisBroker(Broker):
 
     # Key-value ----------------------------------------------------------------------
 
-    async def kv_set(  # type: ignore[override]
-        self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False
-    ) -> bool:
+    async def kv_set(self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False) -> bool:
         result = await self._link.query(
             lambda: self._link.client.set(
                 f"{self.prefix}:kv:{key}", value, px=None if ttl is None else int(ttl * 1000), nx=only_if_absent
@@ -257,16 +251,16 @@ class RedisBroker(Broker):
         )
         return bool(result)
 
-    async def kv_get(self, key: str) -> bytes | None:  # type: ignore[override]
+    async def kv_get(self, key: str) -> bytes | None:
         value: bytes | None = await self._link.query(lambda: self._link.client.get(f"{self.prefix}:kv:{key}"))
         return value
 
-    async def kv_delete(self, key: str) -> bool:  # type: ignore[override]
+    async def kv_delete(self, key: str) -> bool:
         return bool(await self._link.query(lambda: self._link.client.delete(f"{self.prefix}:kv:{key}")))
 
     # Nodes and stats ----------------------------------------------------------------
 
-    async def nodes(self) -> list[str]:  # type: ignore[override]
+    async def nodes(self) -> list[str]:
         alive = await self._link.query(
             lambda: self._link.client.zrangebyscore(f"{self.prefix}:nodes", time.time() - self.node_ttl, "+inf")
         )
