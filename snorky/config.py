@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 
 from snorky.errors import ConfigError
 from snorky.logs import LOG_FORMATS
-from snorky.options import fill_options, pop_option, suggest, unknown_key
-from snorky.request_handlers.options import TransportOptions
+from snorky.options import TransportOptions, fill_options, pop_option, suggest, unknown_key
 
 if sys.version_info >= (3, 11):
     import tomllib

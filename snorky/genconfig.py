@@ -2,7 +2,7 @@
 
 The text is made from the configuration classes themselves: each option's
 comment is its docstring in :mod:`snorky.config` (or, for the transport limits,
-its entry in :class:`~snorky.request_handlers.options.TransportOptions`), so a
+its entry in :class:`~snorky.options.TransportOptions`), so a
 new option appears here, and in the configuration reference that includes this
 output, as soon as it exists and is documented.
 """
@@ -17,7 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 from snorky.config import AuthConfig, BackendConfig, Config, FrontendConfig, MetricsConfig, RedisConfig
-from snorky.request_handlers.options import TransportOptions
+from snorky.options import TransportOptions
 
 __all__ = ["generate", "option_docs", "SECTIONS"]
 

@@ -34,9 +34,9 @@ from snorky.errors import (
     CLOSE_SLOW_CLIENT,
     CLOSE_TRY_AGAIN_LATER,
 )
+from snorky.options import TransportOptions, origin_allowed
 from snorky.protocol import Outbound
 from snorky.request_handlers.body import LimitedBody
-from snorky.request_handlers.options import TransportOptions, origin_allowed
 from snorky.service_registry import ServiceRegistry
 
 __all__ = ["SnorkySockJSHandler", "SockJSClient"]
@@ -186,7 +186,7 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
     def get_routes(cls, service_registry: ServiceRegistry, prefix: str = "", **options: Any) -> list[tuple[Any, ...]]:
         """Return the routes of a SockJS endpoint at ``prefix``, for :class:`tornado.web.Application`.
 
-        ``options`` are those of :class:`~snorky.request_handlers.options.TransportOptions`,
+        ``options`` are those of :class:`~snorky.options.TransportOptions`,
         plus ``sockjs_settings`` passed to sockjs-tornado's router.
         """
         settings = dict(options.pop("sockjs_settings", None) or {})

@@ -23,8 +23,8 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from snorky.client import Client
 from snorky.errors import CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
+from snorky.options import TransportOptions, origin_allowed
 from snorky.protocol import Outbound
-from snorky.request_handlers.options import TransportOptions, origin_allowed
 from snorky.request_handlers.tornado_internals import (
     LoggingProtocol13,
     end_frame_loop,
@@ -178,7 +178,7 @@ def _no_compression() -> None:
 class SnorkyWebSocketHandler(WebSocketHandler):
     """Serves one WebSocket connection for a :class:`~snorky.ServiceRegistry`.
 
-    Route options (see :class:`~snorky.request_handlers.options.TransportOptions`):
+    Route options (see :class:`~snorky.options.TransportOptions`):
     ``allowed_origins``, ``max_message_size``, ``ping_interval``, ``ping_timeout``,
     ``max_unsent_bytes``, ``compression``, ``compression_level``, ``compression_min_size``.
     """
