@@ -101,6 +101,11 @@ ERROR_CODES: dict[str, str] = {
     "unavailable": "Service unavailable",
     "internal_error": "Internal error",
     "rpc_error": "(the service's own text)",
+    # The backend port's HTTP errors (besides invalid_json, invalid_message,
+    # unknown_service, message_too_large and internal_error)
+    "unauthorized": "Invalid API key",
+    "method_not_allowed": "Use POST",
+    "timeout": "The service did not answer in time",
 }
 """Every error code a peer can receive, with the message text sent beside it."""
 
@@ -174,13 +179,21 @@ def code_for_message(message: str) -> str:
     return _CODE_BY_MESSAGE.get(message, "rpc_error")
 
 
-def error_body(code: str, call_id: Any = None, message: str | None = None, detail: str | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, call_id: Any = None, message: str | None = None, detail: str | None = None, *, http: bool = False
+) -> dict[str, Any]:
     """Build an error reply body: ``{"type": "error", "callId", "message", "code"}``.
 
     ``message`` defaults to the code's 0.1 text; ``detail``, when given, says more
     (which field, which item) in a key of its own, so that ``message`` stays the
     text Snorky 0.1 sent.
+
+    With ``http``, the body of a refused request on the backend port instead:
+    ``{"type": "error", "code", "message"}`` (no call is answered, and the code
+    comes first, as it always has there).
     """
+    if http:
+        return {"type": "error", "code": code, "message": ERROR_CODES[code] if message is None else message}
     body = {
         "type": "error",
         "callId": call_id,

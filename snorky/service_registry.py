@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, deliver, transport_of
-from snorky.errors import CLOSE_TRY_AGAIN_LATER, AuthError, ProtocolError, error_body
+from snorky.errors import CLOSE_TRY_AGAIN_LATER, ERROR_CODES, AuthError, ProtocolError, error_body
 from snorky.protocol import Outbound, decode, parse_envelope
 from snorky.services.service import Service
 
@@ -123,20 +123,40 @@ class ServiceRegistry:
             return
         self.process_message_from(client, decoded)
 
-    def process_message_from(self, client: Any, msg: Any) -> None:
-        """Route one decoded message ``{"service", "message"}`` to its service."""
-        try:
-            name, content = parse_envelope(msg)
-        except ProtocolError as error:
-            compat_log.warning("Malformed message from client %r: %.200r", client, msg)
-            self.reject(client, error.code, None, msg)
-            return
+    def resolve(self, msg: Any) -> tuple[Service, Any]:
+        """The service a decoded message ``{"service", "message"}`` is for, and its content
+        (counted in the metrics as received, when the envelope is valid).
+
+        Every transport routes through here: long-lived ones by
+        :meth:`process_message_from`, the backend HTTP port by itself (it answers
+        refusals with an HTTP status).
+
+        Raises:
+            ProtocolError: ``invalid_message`` if ``msg`` is not an envelope;
+                ``unknown_service`` if no service has its name (the error's
+                ``service`` and ``content`` are the envelope's).
+        """
+        name, content = parse_envelope(msg)
         service = self.registered_services.get(name)
         if self.metrics is not None:
             self.metrics.received(name if service is not None else "")
         if service is None:
-            compat_log.warning('Message for non existing service "%.100s" from client %r', name, client)
-            self.reject(client, "unknown_service", name, content)
+            error = ProtocolError(ERROR_CODES["unknown_service"], "unknown_service")
+            error.service, error.content = name, content
+            raise error
+        return service, content
+
+    def process_message_from(self, client: Any, msg: Any) -> None:
+        """Route one decoded message ``{"service", "message"}`` to its service."""
+        try:
+            service, content = self.resolve(msg)
+        except ProtocolError as error:
+            if error.code == "unknown_service":
+                compat_log.warning('Message for non existing service "%.100s" from client %r', error.service, client)
+                self.reject(client, error.code, error.service, error.content)
+            else:
+                compat_log.warning("Malformed message from client %r: %.200r", client, msg)
+                self.reject(client, error.code, None, msg)
             return
         service.process_message_from(client, content)
 

@@ -28,23 +28,17 @@ from typing import Any, NoReturn
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from snorky.client import Client
-from snorky.errors import ERROR_CODES, ProtocolError
-from snorky.protocol import Outbound, decode, encode, parse_envelope
+from snorky.errors import ProtocolError, error_body
+from snorky.protocol import Outbound, decode, encode
 from snorky.request_handlers.body import LimitedBody
 from snorky.service_registry import ServiceRegistry
 
-__all__ = ["BackendHTTPHandler", "HTTPClient", "BACKEND_ERRORS"]
+__all__ = ["BackendHTTPHandler", "HTTPClient"]
 
 logger = logging.getLogger(__name__)
 
-BACKEND_ERRORS: dict[str, str] = {
-    "unauthorized": "Invalid API key",
-    "message_too_large": "Message too large",
-    "timeout": "The service did not answer in time",
-    "method_not_allowed": "Use POST",
-    **ERROR_CODES,
-}
-"""Codes of the backend port's HTTP error bodies, with their messages."""
+_STATUS_CODES = {405: "method_not_allowed", 413: "message_too_large"}
+"""The error code of a failure Tornado answers by itself (other 4xx are ``invalid_message``)."""
 
 
 class _Refused(HTTPError):
@@ -52,8 +46,7 @@ class _Refused(HTTPError):
 
     def __init__(self, status: int, code: str, message: str | None) -> None:
         super().__init__(status)
-        self.snorky_code = code
-        self.snorky_message = message if message is not None else BACKEND_ERRORS[code]
+        self.body = error_body(code, message=message, http=True)
 
 
 class HTTPClient(Client):
@@ -135,12 +128,11 @@ class BackendHTTPHandler(LimitedBody, RequestHandler):
             self._fail(413, "message_too_large")
         body = self.collected_body
         try:
-            name, content = parse_envelope(decode(body))
+            service, content = self.service_registry.resolve(decode(body))
         except ProtocolError as error:
+            if error.code == "unknown_service":
+                self._fail(404, error.code, f'Unknown service "{error.service}"')
             self._fail(400, error.code, error.message)
-        service = self.service_registry.registered_services.get(name)
-        if service is None:
-            self._fail(404, "unknown_service", f'Unknown service "{name}"')
         client = HTTPClient(self)
         service.process_message_from(client, content)
         try:
@@ -154,17 +146,15 @@ class BackendHTTPHandler(LimitedBody, RequestHandler):
         """Answer every failure with a JSON body ``{"type": "error", "code", "message"}``."""
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, _Refused):
-            code, message = error.snorky_code, error.snorky_message
-        elif status_code == 405:
-            code, message = "method_not_allowed", BACKEND_ERRORS["method_not_allowed"]
-        elif status_code == 413:
-            code, message = "message_too_large", BACKEND_ERRORS["message_too_large"]
+            body = error.body
+        elif status_code in _STATUS_CODES:
+            body = error_body(_STATUS_CODES[status_code], http=True)
         elif status_code < 500:
-            code, message = "invalid_message", self._reason
+            body = error_body("invalid_message", message=self._reason, http=True)
         else:
-            code, message = "internal_error", ERROR_CODES["internal_error"]
+            body = error_body("internal_error", http=True)
         self.set_header("Content-Type", "application/json")
-        self.finish(encode({"type": "error", "code": code, "message": message}))
+        self.finish(encode(body))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, _Refused):
@@ -172,7 +162,7 @@ class BackendHTTPHandler(LimitedBody, RequestHandler):
                 "! backend request from %s refused: %d %s",
                 self.request.remote_ip,
                 value.status_code,
-                value.snorky_message,
+                value.body["message"],
             )
         else:
             super().log_exception(typ, value, tb)
