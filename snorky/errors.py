@@ -28,12 +28,28 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+# The codes RFC 6455 defines are declared with the WebSocket protocol, the layer below
+# this one (it knows nothing of Snorky); the codes Snorky chose are declared here.
+from snorky.websocket.frames import (
+    CLOSE_ABNORMAL,
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_INVALID_DATA,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+)
+
 __all__ = [
     "ERROR_CODES",
     "CLOSE_CODES",
     "CLOSE_TABLE",
     "CloseCode",
+    "CLOSE_ABNORMAL",
     "CLOSE_INTERNAL_ERROR",
+    "CLOSE_INVALID_DATA",
+    "CLOSE_NORMAL",
+    "CLOSE_PROTOCOL_ERROR",
     "CLOSE_SERVICE_RESTART",
     "CLOSE_TRY_AGAIN_LATER",
     "SnorkyError",
@@ -126,33 +142,6 @@ class CloseCode(NamedTuple):
     meaning: str
 
 
-CLOSE_TABLE: dict[int, CloseCode] = {
-    c.code: c
-    for c in (
-        CloseCode(1000, "", "backoff", "the peer closed normally (the server echoes the peer's code)"),
-        CloseCode(1001, "server shutting down", "backoff", "the server stopped at once (not a drain)"),
-        CloseCode(1002, "protocol error", "backoff", "the peer broke RFC 6455"),
-        CloseCode(1007, "invalid data", "backoff", "a text message or a close reason that is not UTF-8"),
-        CloseCode(1009, "message too big", "backoff", "an incoming message was over max_message_size"),
-        CloseCode(1011, "internal error", "backoff", "the server failed while handling the connection"),
-        CloseCode(1012, "server restarting", "now", "the node is draining before it stops: reconnect now, elsewhere"),
-        CloseCode(1013, "try again later", "backoff", "the node is draining and takes no new connection"),
-        CloseCode(4001, "invalid token", "new token", "the token given at connect is forged, malformed or revoked"),
-        CloseCode(4002, "token expired", "new token", "the token expired and was not refreshed in time"),
-        CloseCode(4003, "origin not allowed", "no", "SockJS: the page's origin is not allowed"),
-        CloseCode(4004, "disconnected by the server", "no", "the server disconnected the client on purpose"),
-        CloseCode(4008, "slow client", "backoff", "more than max_unsent_bytes were waiting to be sent"),
-    )
-}
-"""Every close code Snorky sends, as centrifuge lists its disconnect codes: the
-protocol reference and ``snorky.js`` follow this table."""
-
-CLOSE_GOING_AWAY = 1001
-"""WebSocket close code sent to every client when the server stops at once."""
-CLOSE_MESSAGE_TOO_BIG = 1009
-"""WebSocket close code for an incoming message over ``max_message_size``."""
-CLOSE_INTERNAL_ERROR = 1011
-"""Close code for a connection the server failed on (its own bug, logged)."""
 CLOSE_SERVICE_RESTART = 1012
 """Close code sent while a node drains before it stops: reconnect now (to another node)."""
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -169,6 +158,41 @@ CLOSE_DISCONNECTED = 4004
 """Close code for a connection the server disconnected on purpose (server control)."""
 CLOSE_SLOW_CLIENT = 4008
 """Close code for a client whose unsent bytes passed ``max_unsent_bytes``."""
+
+CLOSE_TABLE: dict[int, CloseCode] = {
+    c.code: c
+    for c in (
+        CloseCode(CLOSE_NORMAL, "", "backoff", "the peer closed normally (the server echoes the peer's code)"),
+        CloseCode(CLOSE_GOING_AWAY, "server shutting down", "backoff", "the server stopped at once (not a drain)"),
+        CloseCode(CLOSE_PROTOCOL_ERROR, "protocol error", "backoff", "the peer broke RFC 6455"),
+        CloseCode(CLOSE_INVALID_DATA, "invalid data", "backoff", "a text message or a close reason that is not UTF-8"),
+        CloseCode(CLOSE_MESSAGE_TOO_BIG, "message too big", "backoff", "an incoming message was over max_message_size"),
+        CloseCode(CLOSE_INTERNAL_ERROR, "internal error", "backoff", "the server failed while handling the connection"),
+        CloseCode(
+            CLOSE_SERVICE_RESTART,
+            "server restarting",
+            "now",
+            "the node is draining before it stops: reconnect now, elsewhere",
+        ),
+        CloseCode(
+            CLOSE_TRY_AGAIN_LATER, "try again later", "backoff", "the node is draining and takes no new connection"
+        ),
+        CloseCode(
+            CLOSE_INVALID_TOKEN,
+            "invalid token",
+            "new token",
+            "the token given at connect is forged, malformed or revoked",
+        ),
+        CloseCode(CLOSE_TOKEN_EXPIRED, "token expired", "new token", "the token expired and was not refreshed in time"),
+        CloseCode(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed", "no", "SockJS: the page's origin is not allowed"),
+        CloseCode(
+            CLOSE_DISCONNECTED, "disconnected by the server", "no", "the server disconnected the client on purpose"
+        ),
+        CloseCode(CLOSE_SLOW_CLIENT, "slow client", "backoff", "more than max_unsent_bytes were waiting to be sent"),
+    )
+}
+"""Every close code Snorky sends, as centrifuge lists its disconnect codes: the
+protocol reference and ``snorky.js`` follow this table."""
 
 CLOSE_CODES: dict[int, str] = {code: entry.reason for code, entry in CLOSE_TABLE.items()}
 """Close codes Snorky sends, with the reason text sent beside them."""

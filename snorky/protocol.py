@@ -27,7 +27,6 @@ __all__ = [
     "encode",
     "error_body",
     "parse_envelope",
-    "websocket_frame",
 ]
 
 
@@ -91,7 +90,7 @@ def parse_envelope(value: Any) -> tuple[str, Any]:
 class Outbound:
     """One outgoing envelope, encoded lazily and at most once per wire form.
 
-    Build it from a Python value (:meth:`from_value`) or from JSON bytes that came
+    Build it from a Python value (``Outbound(value)``) or from JSON bytes that came
     through a broker (:meth:`from_json`). Transports read the form they need;
     clients that only implement ``send(dict)`` get :attr:`value`.
     """
@@ -109,11 +108,6 @@ class Outbound:
 
         It is not part of the message: a networked broker does not carry it,
         and on other nodes the sender is not a local client anyway."""
-
-    @classmethod
-    def from_value(cls, value: Any) -> Outbound:
-        """Wrap a JSON-serialisable value (normally ``{"service", "message"}``)."""
-        return cls(value, None)
 
     @classmethod
     def from_json(cls, json: bytes) -> Outbound:

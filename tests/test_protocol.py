@@ -5,7 +5,8 @@ import unittest
 
 from snorky.errors import ERROR_CODES, ProtocolError
 from snorky.hashable import HashableDict, HashableList, make_hashable
-from snorky.protocol import Outbound, decode, encode, error_body, parse_envelope, websocket_frame
+from snorky.protocol import Outbound, decode, encode, error_body, parse_envelope
+from snorky.websocket.frames import websocket_frame
 
 
 class DecodeTests(unittest.TestCase):
@@ -101,7 +102,7 @@ class DeflatedFrameTests(unittest.TestCase):
         """The same frame object comes back for the same window; it inflates to the JSON."""
         import zlib
 
-        out = Outbound.from_value({"service": "s", "message": "x" * 500})
+        out = Outbound({"service": "s", "message": "x" * 500})
         frame = out.ws_frame_deflated(15)
         self.assertIs(out.ws_frame_deflated(15), frame)
         self.assertEqual(frame[0], 0xC1)  # FIN, RSV1, text
@@ -110,9 +111,9 @@ class DeflatedFrameTests(unittest.TestCase):
 
     def test_short_message_is_the_plain_frame(self):
         """Under min_size, or with an 8-bit window, the plain frame is shared instead."""
-        out = Outbound.from_value({"service": "s", "message": "hi"})
+        out = Outbound({"service": "s", "message": "hi"})
         self.assertIs(out.ws_frame_deflated(15, min_size=128), out.ws_frame)
-        eight = Outbound.from_value({"m": "y" * 500})
+        eight = Outbound({"m": "y" * 500})
         self.assertIs(eight.ws_frame_deflated(8), eight.ws_frame)
 
 

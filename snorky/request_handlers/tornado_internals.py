@@ -20,6 +20,8 @@ from tornado.iostream import IOStream
 from tornado.web import RequestHandler
 from tornado.websocket import WebSocketProtocol13
 
+from snorky.websocket.frames import CLOSE_MESSAGE_TOO_BIG
+
 __all__ = [
     "REQUIRED",
     "check",
@@ -155,7 +157,7 @@ class LoggingProtocol13(WebSocketProtocol13):
     closes Tornado decides on its own (a message over the size limit)."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if code == 1009 and not self.server_terminated:
+        if code == CLOSE_MESSAGE_TOO_BIG and not self.server_terminated:
             handler: Any = self.handler
             logger.warning("! closing %s: %s", handler.request.remote_ip, reason)
         super().close(code, reason)

@@ -22,7 +22,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from snorky.client import Client
-from snorky.errors import CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
+from snorky.errors import CLOSE_ABNORMAL, CLOSE_CODES, CLOSE_GOING_AWAY, CLOSE_SLOW_CLIENT
 from snorky.options import TransportOptions, origin_allowed
 from snorky.protocol import Outbound
 from snorky.request_handlers.tornado_internals import (
@@ -382,6 +382,6 @@ class SnorkyWebSocketHandler(WebSocketHandler):
 
     def on_close(self) -> None:
         self.client.closed = True
-        # No close frame: the connection dropped (1006).
-        self.client.close_code = self.close_code if self.close_code is not None else 1006
+        # No close frame: the connection dropped.
+        self.client.close_code = self.close_code if self.close_code is not None else CLOSE_ABNORMAL
         self.service_registry.client_disconnected(self.client)

@@ -34,7 +34,7 @@ from tornado.iostream import IOStream
 from snorky.request_handlers.tornado_internals import detach_socket, read_leftover
 from snorky.websocket.connection import OPEN, SEND_EOF, Pong, ServerConnection
 from snorky.websocket.deflate import DeflateParams
-from snorky.websocket.frames import CLOSE_INTERNAL_ERROR, OP_BINARY, OP_TEXT
+from snorky.websocket.frames import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, OP_BINARY, OP_TEXT
 
 __all__ = ["DirectConnection", "can_take_over", "take_over", "CLOSE_TIMEOUT"]
 
@@ -444,7 +444,7 @@ class DirectConnection:
         if self._pong_due and now >= self._pong_due:
             logger.info("= closing %s: no pong within %.1f s", self.describe, self.ping_timeout)
             self._timer = None
-            self.close(1001, "ping timed out")
+            self.close(CLOSE_GOING_AWAY, "ping timed out")
             self._lost()  # a dead peer will not answer: no waiting for its close frame
             return
         if not self._pong_due:
@@ -457,7 +457,7 @@ class DirectConnection:
 
     # Closing -----------------------------------------------------------------------------
 
-    def close(self, code: int | None = 1000, reason: str | None = None) -> None:
+    def close(self, code: int | None = CLOSE_NORMAL, reason: str | None = None) -> None:
         """Start the closing handshake (once): send a close frame; the socket is closed
         when the peer answers, or after :data:`CLOSE_TIMEOUT` seconds."""
         if self.sock is None or self.protocol.state != OPEN:

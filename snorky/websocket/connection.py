@@ -32,6 +32,7 @@ from snorky.websocket.deflate import DeflateParams, Inflater, compress_message, 
 from snorky.websocket.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
     OP_BINARY,
     OP_CLOSE,
@@ -353,7 +354,7 @@ class ServerConnection:
         if self.state == OPEN:
             self._write(websocket_frame(data, OP_PING))
 
-    def send_close(self, code: int | None = 1000, reason: str = "") -> None:
+    def send_close(self, code: int | None = CLOSE_NORMAL, reason: str = "") -> None:
         """Start the closing handshake: send a close frame (once; nothing if closing
         already). Frames that still arrive are not delivered; the peer's close frame
         ends the connection."""

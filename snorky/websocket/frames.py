@@ -16,10 +16,12 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "CLOSE_NORMAL",
+    "CLOSE_GOING_AWAY",
     "CLOSE_PROTOCOL_ERROR",
     "CLOSE_INVALID_DATA",
     "CLOSE_MESSAGE_TOO_BIG",
     "CLOSE_INTERNAL_ERROR",
+    "CLOSE_ABNORMAL",
     "FrameError",
     "websocket_frame",
     "close_payload",
@@ -32,6 +34,9 @@ OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 
 CLOSE_NORMAL = 1000
+"""The closing handshake's default code: nothing went wrong."""
+CLOSE_GOING_AWAY = 1001
+"""Sent when the endpoint goes away: the server stops, or the peer stopped answering pings."""
 CLOSE_PROTOCOL_ERROR = 1002
 """Sent when the peer breaks RFC 6455: bad framing, a bad close frame, an unknown opcode."""
 CLOSE_INVALID_DATA = 1007
@@ -40,6 +45,8 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 """Sent for a message over the size limit."""
 CLOSE_INTERNAL_ERROR = 1011
 """Sent when the server itself failed (a bug), never for a peer's mistake."""
+CLOSE_ABNORMAL = 1006
+"""Never sent: what a connection that dropped without a close frame is recorded as."""
 
 # Close codes a peer may put in a close frame (RFC 6455, 7.4.1 and 7.4.2; 1012-1014
 # are registered with IANA since). 1004, 1005, 1006 and 1015 are reserved: they must
