@@ -18,6 +18,8 @@ TEST = [
     "pytest-timeout>=2.3,<3",
     # Older ruff still flags isinstance(x, (A, B)) under UP038 (removed in 0.13).
     "ruff>=0.13,<0.18",
+    # tests/test_style.py runs mypy --strict on snorky/ (its settings are in setup.cfg).
+    "mypy>=1.10,<2",
     "requests>=2.28,<3",
     # tests/test_packaging.py runs setup.py sdist; venvs on Python 3.12+ come
     # without setuptools (pip builds the package in an isolated environment).

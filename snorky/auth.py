@@ -49,8 +49,11 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 """The shortest shared secret worth its algorithm: the hash's size (RFC 7518, section 3.2)."""
 
+_PyJWTShortKey: type[Warning] | None
 try:  # PyJWT 2.10 and later warn about short HMAC keys; Snorky says it in its own words
-    from jwt.warnings import InsecureKeyLengthWarning as _PyJWTShortKey
+    from jwt.warnings import InsecureKeyLengthWarning
+
+    _PyJWTShortKey = InsecureKeyLengthWarning
 except ImportError:  # pragma: no cover - older PyJWT
     _PyJWTShortKey = None
 

@@ -25,7 +25,7 @@ class NestingTooDeep(ValueError):
     """A value has lists or objects nested deeper than allowed."""
 
 
-class HashableList(list):  # type: ignore[type-arg]
+class HashableList(list[Any]):
     """A :class:`list` that can be hashed; do not change it once it is used as a key."""
 
     __slots__ = ("_hash",)
@@ -34,13 +34,13 @@ class HashableList(list):  # type: ignore[type-arg]
         super().__init__(*args)
         self._hash: int | None = None
 
-    def __hash__(self) -> int:  # type: ignore[override]
+    def __hash__(self) -> int:  # type: ignore[override]  # list declares __hash__ = None
         if self._hash is None:
             self._hash = hash(tuple(self))
         return self._hash
 
 
-class HashableDict(dict):  # type: ignore[type-arg]
+class HashableDict(dict[Any, Any]):
     """A :class:`dict` that can be hashed; do not change it once it is used as a key.
 
     Two dicts with the same items hash alike whatever their key order.
@@ -52,7 +52,7 @@ class HashableDict(dict):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         self._hash: int | None = None
 
-    def __hash__(self) -> int:  # type: ignore[override]
+    def __hash__(self) -> int:  # type: ignore[override]  # dict declares __hash__ = None
         if self._hash is None:
             self._hash = hash(frozenset(self.items()))
         return self._hash

@@ -126,7 +126,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text Prometheus scrapes, every series labelled with this node."""
-        return generate_latest(_Labelled(self.registry, self.node))  # type: ignore[arg-type]
+        return generate_latest(_Labelled(self.registry, self.node))
 
     def collect_state(self) -> Iterator[Metric]:
         """The gauges and counters read at each scrape from :attr:`state`."""

@@ -113,7 +113,7 @@ def default_backend_services(frontend: dict[str, Service]) -> list[ServiceSpec]:
         DataSyncService: "snorky.services.datasync.DataSyncBackend",
         ProgressService: "snorky.services.progress.ProgressBackend",
     }
-    specs = []
+    specs: list[ServiceSpec] = []
     for name, service in frontend.items():
         for kind, path in backends.items():
             if isinstance(service, kind):

@@ -12,7 +12,7 @@ def is_string(thing: Any) -> bool:
     return isinstance(thing, str)
 
 
-class MultiDict(dict):  # type: ignore[type-arg]
+class MultiDict(dict[Any, set[Any]]):
     """A dict of sets: each key maps to a set of values, and empty sets vanish."""
 
     def add(self, key: Any, value: Any) -> None:

@@ -1,4 +1,4 @@
-"""The code follows the project's lint and format rules (ruff.toml)."""
+"""The code follows the project's lint and format rules (ruff.toml), and type-checks."""
 
 import subprocess
 import sys
@@ -21,4 +21,11 @@ class StyleTests(unittest.TestCase):
     def test_ruff_format(self):
         """The code is formatted by ruff format."""
         result = self.ruff("format", "--check")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_mypy_strict(self):
+        """mypy --strict finds nothing in snorky/ (settings for untyped libraries: setup.cfg)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "snorky"], cwd=ROOT, capture_output=True, text=True
+        )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)

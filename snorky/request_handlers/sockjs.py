@@ -100,7 +100,7 @@ def _too_large(message: str | bytes, limit: int) -> bool:
     return len(message.encode("utf-8", "surrogatepass")) > limit
 
 
-class _SnorkySession(Session):  # type: ignore[misc]
+class _SnorkySession(Session):  # type: ignore[misc]  # sockjs-tornado is untyped
     """A SockJS session that refuses a forbidden origin or a bad token before its open frame.
 
     sockjs-tornado sends the open frame ``o`` and only then calls ``on_open``; a
@@ -135,7 +135,7 @@ class _LimitedSend(LimitedBody):
     finish: Any
 
     def prepare(self) -> None:
-        super().prepare()  # type: ignore[misc]
+        super().prepare()  # type: ignore[misc]  # sockjs-tornado is untyped
         options: TransportOptions = self.server.get_connection_class().transport_options
         self.body_limit = options.sockjs_body_limit
         if not self.start_body():
@@ -146,7 +146,7 @@ class _LimitedSend(LimitedBody):
             self._too_large()
             return None
         self.request.body = self.collected_body
-        return super().post(session_id)  # type: ignore[misc]
+        return super().post(session_id)  # type: ignore[misc]  # sockjs-tornado is untyped
 
     def _too_large(self) -> None:
         logger.warning("! SockJS send over %d bytes from %s refused", self.body_limit, self.request.remote_ip)
@@ -158,19 +158,19 @@ class _LimitedSend(LimitedBody):
 
 
 @stream_request_body
-class _XhrSend(_LimitedSend, XhrSendHandler):  # type: ignore[misc]
+class _XhrSend(_LimitedSend, XhrSendHandler):  # type: ignore[misc]  # sockjs-tornado is untyped
     """sockjs-tornado's ``xhr_send``, with the body limit."""
 
 
 @stream_request_body
-class _JSONPSend(_LimitedSend, JSONPSendHandler):  # type: ignore[misc]
+class _JSONPSend(_LimitedSend, JSONPSendHandler):  # type: ignore[misc]  # sockjs-tornado is untyped
     """sockjs-tornado's ``jsonp_send``, with the body limit."""
 
 
 _SEND_HANDLERS = {XhrSendHandler: _XhrSend, JSONPSendHandler: _JSONPSend}
 
 
-class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
+class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]  # sockjs-tornado is untyped
     """Serves one SockJS session for a :class:`~snorky.ServiceRegistry`."""
 
     service_registry: ServiceRegistry

@@ -305,7 +305,7 @@ class DirectConnection:
     def _send_now(self, data: bytes) -> None:
         if self._pending is None:
             try:
-                sent = self.sock.send(data)  # type: ignore[union-attr]
+                sent = self.sock.send(data)  # type: ignore[union-attr]  # attached: sock is set
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
@@ -314,7 +314,7 @@ class DirectConnection:
             if sent == len(data):
                 return
             data = data[sent:]
-            self.io_loop.update_handler(self.sock, _READ | _WRITE)  # type: ignore[union-attr, arg-type]
+            self.io_loop.update_handler(self.sock, _READ | _WRITE)  # type: ignore[union-attr, arg-type]  # attached
             self._pending = deque()  # made only when needed: an empty deque is over 600 bytes
         self._pending.append(data)
         self._pending_size += len(data)
@@ -365,7 +365,7 @@ class DirectConnection:
         if sock is None:
             return
         self._pending = None
-        self.io_loop.update_handler(sock, _READ)  # type: ignore[union-attr]
+        self.io_loop.update_handler(sock, _READ)  # type: ignore[union-attr]  # attached with sock
         if self._eof_when_sent:
             self._shutdown()
 
@@ -423,7 +423,7 @@ class DirectConnection:
             return
         self.sock = None
         self.open = False
-        self.io_loop.remove_handler(sock)  # type: ignore[union-attr]
+        self.io_loop.remove_handler(sock)  # type: ignore[union-attr]  # attached with sock
         sock.close()
         self._pending = None
         self._pending_size = 0

@@ -149,7 +149,7 @@ def _answer_error(request: Request, text: str, code: str, detail: str | None = N
 
 def rpc_command(method: F) -> F:
     """Expose a method of an :class:`RPCService` as a command of the same name."""
-    method.is_rpc_command = True  # type: ignore[attr-defined]
+    method.is_rpc_command = True  # type: ignore[attr-defined]  # a mark on the function
     return method
 
 
@@ -159,7 +159,7 @@ def rpc_asynchronous(method: F) -> F:
     Use it together with :func:`rpc_command`, in either order. Returning ``None``
     from such a command sends nothing yet.
     """
-    method.is_asynchronous = True  # type: ignore[attr-defined]
+    method.is_asynchronous = True  # type: ignore[attr-defined]  # a mark on the function
     return method
 
 

@@ -150,7 +150,7 @@ class Service:
         metrics = self.metrics
         if metrics is not None:
             count = len(clients) if isinstance(clients, Sized) else 0
-            if count and out.exclude is not None and out.exclude in clients:  # type: ignore[operator]
+            if count and out.exclude is not None and out.exclude in clients:
                 count -= 1
             metrics.fanout(self.name, count, len(out.json))
 

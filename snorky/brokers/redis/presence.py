@@ -68,10 +68,10 @@ class Ledger:
     def disown(self, key: str, member: str, token: str | None = None) -> str | None:
         """Stop owning ``member`` (only if its token is ``token``, when given); its token."""
         members = self.owned.get(key)
-        entry = members.get(member) if members else None
-        if entry is None or (token is not None and entry[0] != token):
+        entry = members.get(member) if members is not None else None
+        if members is None or entry is None or (token is not None and entry[0] != token):
             return None
-        del members[member]  # type: ignore[union-attr]
+        del members[member]
         if not members:
             del self.owned[key]
         return entry[0]

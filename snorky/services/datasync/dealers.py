@@ -113,7 +113,7 @@ class Dealer(abc.ABC):
                 for item in before - after:
                     item.subscription.deliver_delta(deletion)
         else:
-            for item in tuple(self.get_subscription_items_for_model(delta.data)):  # type: ignore[attr-defined]
+            for item in tuple(self.get_subscription_items_for_model(delta.data)):  # type: ignore[attr-defined]  # insertions and deletions (0.1: any delta but an update) have data
                 item.subscription.deliver_delta(delta)
 
     def __repr__(self) -> str:

@@ -66,7 +66,7 @@ class Delta:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Delta) and self.for_json() == other.for_json()
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal by value, so not hashable
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model!r}>"

@@ -22,7 +22,7 @@ string, makes that comparison false. Booleans are not numbers here, as in JSON.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from snorky.errors import BadQuery
@@ -89,7 +89,7 @@ def _describe(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _compile_field(node: list[Any], where: str) -> list[str]:
+def _compile_field(node: Sequence[Any], where: str) -> list[str]:
     field = node[1]
     if not isinstance(field, str):
         raise BadQuery(f"field must be a string, not {_describe(field)}, at {where}[1]")

@@ -90,7 +90,7 @@ class RowVersions:
 
 
 def _row_after(delta: Delta) -> Any:
-    return delta.new_data if isinstance(delta, UpdateDelta) else delta.data  # type: ignore[attr-defined]
+    return delta.new_data if isinstance(delta, UpdateDelta) else delta.data  # type: ignore[attr-defined]  # insertions and deletions have data
 
 
 def _against(delta: Delta, shown: Any) -> Delta:

@@ -122,5 +122,5 @@ class DealerManager:
     def _disconnect_item(item: object) -> None:
         dealer = getattr(item, "dealer", None)
         if dealer is not None:
-            item.dealer = None  # type: ignore[attr-defined]
+            item.dealer = None  # type: ignore[attr-defined]  # checked by getattr above
             dealer.remove_subscription_item(item)
