@@ -15,16 +15,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from snorky.brokers.base import MaybeAwaitable, topic_for
+from snorky.brokers.base import Broker, MaybeAwaitable, topic_for
 from snorky.protocol import Outbound
 from snorky.types import MultiDict
 
-if TYPE_CHECKING:
-    from snorky.services.service import Service
+__all__ = ["ChannelMap", "Owner"]
 
-__all__ = ["ChannelMap"]
+
+class Owner(Protocol):
+    """What a map needs of the service that owns it (a
+    :class:`~snorky.services.service.Service` is one), so that the map, below the
+    services, knows none of them."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def broker(self) -> Broker: ...
+
+    def outbound(self, msg: Any, exclude: Any = None) -> Outbound: ...
+
+    def deliver_many(self, clients: Iterable[Any], out: Outbound) -> None: ...
 
 
 class ChannelMap:
@@ -43,7 +56,7 @@ class ChannelMap:
 
     def __init__(
         self,
-        service: Service,
+        service: Owner,
         prefix: str | None = None,
         *,
         field: str = "channel",
