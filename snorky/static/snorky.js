@@ -899,6 +899,7 @@
       this.restored = new Signal();
       this.channels = /* @__PURE__ */ new Map();
       this.unsubscribed = new Signal();
+      this.gap = new Signal();
       this.notificationReceived.add(this._onNotification, this);
     }
     /**
@@ -969,6 +970,8 @@
       } else if (message.type === "unsubscribed") {
         this.channels.delete(stableStringify(message.channel));
         this.unsubscribed.dispatch(message);
+      } else if (message.type === "gap" && this.channels.has(stableStringify(message.channel))) {
+        this.gap.dispatch(message);
       }
     }
     async _restore(reconnected) {
@@ -1748,6 +1751,7 @@
       this.restored = new Signal();
       this.subscriptions = /* @__PURE__ */ new Map();
       this.unsubscribed = new Signal();
+      this.gap = new Signal();
       this.notificationReceived.add(this._onNotification, this);
     }
     /**
@@ -1788,6 +1792,12 @@
       if (message.type === "unsubscribed") {
         this.subscriptions.delete(stableStringify(message.channel));
         this.unsubscribed.dispatch(message);
+        return;
+      }
+      if (message.type === "gap") {
+        if (this.subscriptions.has(stableStringify(message.channel))) {
+          this.gap.dispatch(message);
+        }
         return;
       }
       if (message.type !== "message") {

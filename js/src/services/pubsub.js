@@ -31,6 +31,14 @@ export class PubSub extends RPCService {
      * the client has forgotten it and will not subscribe again after a reconnection.
      */
     this.unsubscribed = new Signal();
+    /**
+     * Messages of a subscribed channel were lost on the way (args: `{type: "gap",
+     * channel, missed}`): the server's node was cut off from the others and the
+     * channel's history could not fill the gap, so `missed` messages never reached
+     * this client. The subscription goes on; the app should reload what the
+     * channel feeds.
+     */
+    this.gap = new Signal();
     this.notificationReceived.add(this._onNotification, this);
   }
 
@@ -76,6 +84,12 @@ export class PubSub extends RPCService {
     if (message.type === "unsubscribed") {
       this.subscriptions.delete(stableStringify(message.channel));
       this.unsubscribed.dispatch(message);
+      return;
+    }
+    if (message.type === "gap") {
+      if (this.subscriptions.has(stableStringify(message.channel))) {
+        this.gap.dispatch(message);
+      }
       return;
     }
     if (message.type !== "message") {
