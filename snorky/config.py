@@ -31,6 +31,7 @@ __all__ = [
     "AuthConfig",
     "RedisConfig",
     "MetricsConfig",
+    "AdminConfig",
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
@@ -119,6 +120,16 @@ class MetricsConfig:
 
 
 @dataclass
+class AdminConfig:
+    """The admin page at /admin on the backend port (see the admin page)."""
+
+    password: str | None = None
+    """The password of the admin page; ``SNORKY_ADMIN_PASSWORD`` overrides it.
+
+    Without one the page is not served (/admin answers 404)."""
+
+
+@dataclass
 class AuthConfig:
     """How client tokens are verified; with neither key, tokens are refused."""
 
@@ -186,6 +197,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     services: list[ServiceSpec] = field(default_factory=_default_services)
     backend_services: list[ServiceSpec] | None = None
     """Backend services; ``None`` (not configured): one backend for each frontend
@@ -194,7 +206,8 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
-        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY`` from ``env``.
+        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY``,
+        ``SNORKY_TOKEN_SECRET`` and ``SNORKY_ADMIN_PASSWORD`` from ``env``.
 
         Raises:
             ConfigError: the file cannot be read or parsed, or a value is wrong.
@@ -217,6 +230,8 @@ class Config:
             config.backend.api_key = env["SNORKY_API_KEY"]
         if env.get("SNORKY_TOKEN_SECRET"):
             config.auth.secret = env["SNORKY_TOKEN_SECRET"]
+        if env.get("SNORKY_ADMIN_PASSWORD"):
+            config.admin.password = env["SNORKY_ADMIN_PASSWORD"]
         return config
 
     @classmethod
@@ -247,6 +262,7 @@ class Config:
         fill_options(config.backend, dict(pop_option(data, "backend", dict, {}, source)), f"{source}: [backend]")
         fill_options(config.auth, dict(pop_option(data, "auth", dict, {}, source)), f"{source}: [auth]")
         fill_options(config.metrics, dict(pop_option(data, "metrics", dict, {}, source)), f"{source}: [metrics]")
+        fill_options(config.admin, dict(pop_option(data, "admin", dict, {}, source)), f"{source}: [admin]")
 
         if "services" in data:
             config.services = _specs(pop_option(data, "services", dict, {}, source), f"{source}: [services]")

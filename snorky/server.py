@@ -11,11 +11,14 @@ It can be used from Python too::
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import inspect
 import logging
 import random
 import socket
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +32,13 @@ from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, transport_of
 from snorky.config import AuthConfig, Config, ServiceSpec, load_class
 from snorky.errors import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConfigError, ListenError
+from snorky.logs import formatter_for
 from snorky.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from snorky.metrics import Metrics
 from snorky.options import suggest
+from snorky.reload import ReloadReport, changed_options
 from snorky.request_handlers.http import BackendHTTPHandler
+from snorky.request_handlers.options import TransportOptions
 from snorky.request_handlers.sockjs import SnorkySockJSHandler
 from snorky.request_handlers.websocket import SnorkyWebSocketHandler
 from snorky.service_registry import ServiceRegistry
@@ -42,6 +48,8 @@ from snorky.services.service import Service
 from snorky.version import __version__
 
 __all__ = ["SnorkyServer", "build_services", "CLIENT_JS"]
+
+_TRANSPORT_OPTIONS = frozenset(f.name for f in fields(TransportOptions))
 
 CLIENT_JS = Path(__file__).parent / "static" / "snorky.js"
 """The JavaScript client shipped in the package, served at ``/snorky.js``."""
@@ -276,8 +284,10 @@ class SnorkyServer:
         """This node's Prometheus metrics (``None`` when ``[metrics] enabled = false``)."""
         self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker, metrics=self.metrics)
         """The public registry browsers reach."""
+        self._auth: AuthService | None = None
         if self.config.auth.enabled and "auth" not in self.registry.registered_services:
-            self.registry.register_service(AuthService("auth", build_verifier(self.config.auth)))
+            self._auth = AuthService("auth", build_verifier(self.config.auth))
+            self.registry.register_service(self._auth)
         self.backend_registry = ServiceRegistry(
             build_services(
                 self.config.backend_services
@@ -296,11 +306,18 @@ class SnorkyServer:
         self.metrics_port: int | None = None
         self.draining = False
         """Set once the server starts to stop: ``/ready`` answers 503 from then on."""
+        self.log_handler: logging.Handler | None = None
+        """The handler ``snorky serve`` logs through (see :func:`~snorky.logs.setup_logging`):
+        :meth:`reload` changes its format and the root logger's level. ``None`` when the
+        application sets up logging itself (then reload leaves logging alone)."""
+        self._backend_route: tuple[str, type[BackendHTTPHandler], dict[str, Any]] | None = None
 
     def frontend_app(self) -> Application:
         """The Tornado application of the public port."""
         fe = self.config.frontend
-        options = vars(fe.transport).copy()
+        TransportOptions.from_kwargs(vars(fe.transport).copy())  # checks the values
+        # Both transports read the configuration's own object: a reload changes it in place.
+        options = {"transport_options": fe.transport}
         routes: list[Any] = [
             SnorkyWebSocketHandler.get_route(self.registry, fe.websocket_path, **options),
             *health_routes(self),
@@ -327,6 +344,8 @@ class SnorkyServer:
             max_message_size=be.max_message_size,
             timeout=be.timeout,
         )
+        # Tornado hands each request this very dict: a reload changes the key and limits in it.
+        self._backend_route = route
         return Application([route, *health_routes(self), *self.metrics_routes()], log_function=_access_log)
 
     def metrics_routes(self) -> list[Any]:
@@ -472,6 +491,90 @@ class SnorkyServer:
             await server.close_all_connections()
         self._servers.clear()
         await self.broker.close()
+
+    def reload(self, config: Config) -> ReloadReport:
+        """Apply ``config`` where it can change without dropping a connection; keep the rest.
+
+        Applied at once: ``log_level`` and ``log_format`` (when :attr:`log_handler` is set),
+        ``[backend] api_key``, ``max_message_size`` and ``timeout`` (the next request),
+        ``[admin] password``, ``[auth]`` (the next token checked), ``[frontend]
+        drain_window`` and the transport limits (``max_message_size``, ``ping_interval``,
+        ``allowed_origins``, ... : connections opened from then on; a WebSocket connection
+        keeps the limits it was opened with). Every other change (ports, addresses,
+        paths, the broker, services, metrics) needs a restart: the old value is kept and a
+        warning names it. The outcome is logged and returned.
+
+        Raises:
+            ConfigError: ``config`` could not start a server (a service that cannot be
+                created, a key file that cannot be read...); nothing was changed.
+        """
+        changes = changed_options(self.config, config)
+        if changes:  # would it start? (as check-config does)
+            SnorkyServer(config, broker=MemoryBroker())
+            TransportOptions.from_kwargs(vars(config.frontend.transport).copy())
+        report = ReloadReport()
+        actions: list[Callable[[], None]] = []
+        verifier: TokenVerifier | None = None
+        for name, values in changes.items():
+            section, _, key = name.rpartition(".")
+            reason = None
+            if name in ("log_level", "log_format"):
+                if self.log_handler is None:
+                    reason = "the application sets up logging, not Snorky"
+            elif section == "frontend" and key in _TRANSPORT_OPTIONS or name == "frontend.drain_window":
+                pass
+            elif name == "backend.api_key":
+                if self.backend_port is None:
+                    reason = "the backend port was not opened at start (no API key then): restart to open it"
+                elif not values[1]:
+                    reason = "removing the key would close the backend port: restart to close it"
+            elif name in ("backend.max_message_size", "backend.timeout", "admin.password"):
+                pass
+            elif section == "auth":
+                if self._auth is None or not config.auth.enabled:
+                    reason = "tokens are turned on or off only at start"
+                elif verifier is None:
+                    verifier = build_verifier(config.auth)
+            elif name == "namespaces" and self._namespace_services():
+                pass
+            else:
+                reason = "restart to apply"
+            if reason is None:
+                report.applied[name] = values
+                actions.append(functools.partial(self._set_option, name, values[1], config))
+            else:
+                report.skipped[name] = values
+                report.reasons[name] = reason
+        for action in actions:
+            action()
+        if verifier is not None and self._auth is not None:
+            self._auth.verifier = verifier
+        report.log(config.source)
+        return report
+
+    def _set_option(self, name: str, value: Any, config: Config) -> None:
+        """Make one reloadable option take effect, and record it in :attr:`config`."""
+        if name == "namespaces":
+            for service in self._namespace_services():
+                service.namespaces = value  # type: ignore[attr-defined]
+            self.config.namespaces = value  # type: ignore[attr-defined]
+            return
+        section, _, key = name.rpartition(".")
+        if section == "frontend" and key in _TRANSPORT_OPTIONS:
+            target: Any = self.config.frontend.transport
+        else:
+            target = getattr(self.config, section) if section else self.config
+        setattr(target, key, value)
+        if name == "log_level" and self.log_handler is not None:
+            logging.getLogger().setLevel(value.upper())
+        elif name == "log_format" and self.log_handler is not None:
+            self.log_handler.setFormatter(formatter_for(value, self.broker.node_id))
+        elif section == "backend" and self._backend_route is not None:
+            self._backend_route[2][key] = value
+
+    def _namespace_services(self) -> list[Service]:
+        """The services that take channel namespaces from the configuration."""
+        return [s for s in self.registry.registered_services.values() if hasattr(s, "namespaces")]
 
     def info(self) -> dict[str, Any]:
         """Server facts for the status page: version, connections, services, endpoints."""
