@@ -17,6 +17,7 @@ import inspect
 import logging
 import random
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -26,6 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
+from snorky.admin import admin_routes
 from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
@@ -306,6 +308,8 @@ class SnorkyServer:
         self.metrics_port: int | None = None
         self.draining = False
         """Set once the server starts to stop: ``/ready`` answers 503 from then on."""
+        self.started_at: float | None = None
+        """``time.monotonic()`` when :meth:`start` ended (for the admin page's uptime)."""
         self.log_handler: logging.Handler | None = None
         """The handler ``snorky serve`` logs through (see :func:`~snorky.logs.setup_logging`):
         :meth:`reload` changes its format and the root logger's level. ``None`` when the
@@ -346,7 +350,8 @@ class SnorkyServer:
         )
         # Tornado hands each request this very dict: a reload changes the key and limits in it.
         self._backend_route = route
-        return Application([route, *health_routes(self), *self.metrics_routes()], log_function=_access_log)
+        routes = [route, *health_routes(self), *self.metrics_routes(), *admin_routes(self)]
+        return Application(routes, log_function=_access_log)
 
     def metrics_routes(self) -> list[Any]:
         """``/metrics``, when metrics are on."""
@@ -413,6 +418,12 @@ class SnorkyServer:
             app = Application([*health_routes(self), *self.metrics_routes()], log_function=_access_log)
             self.metrics_port = self._serve(app, own, 0, be.header_timeout, be.body_timeout)
             logger.info("= metrics on http://%s:%d/metrics", mc.address, self.metrics_port)
+        if self.config.admin.password:
+            if self.backend_port is None:
+                logger.warning("! [admin] password is set but the backend port is closed: no admin page")
+            else:
+                logger.info("= admin page on http://%s:%d/admin", be.address, self.backend_port)
+        self.started_at = time.monotonic()
 
     def _serve(
         self,
