@@ -81,7 +81,9 @@ def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
         if f.name == "source":
             continue
         value = getattr(config, f.name)
-        if f.name == "transport" and prefix:  # the transport limits live in [frontend]
+        if f.name == "namespaces" and not prefix:  # reloaded as a whole
+            values["namespaces"] = value
+        elif f.name == "transport" and prefix:  # the transport limits live in [frontend]
             values.update(_flatten(value, prefix))
         elif is_dataclass(value) and not isinstance(value, type) and not isinstance(value, ServiceSpec):
             values.update(_flatten(value, f"{prefix}{f.name}."))

@@ -11,14 +11,12 @@ It can be used from Python too::
 from __future__ import annotations
 
 import asyncio
-import functools
 import html
 import inspect
 import logging
 import random
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -524,46 +522,45 @@ class SnorkyServer:
             SnorkyServer(config, broker=MemoryBroker())
             TransportOptions.from_kwargs(vars(config.frontend.transport).copy())
         report = ReloadReport()
-        actions: list[Callable[[], None]] = []
-        verifier: TokenVerifier | None = None
         for name, values in changes.items():
-            section, _, key = name.rpartition(".")
-            reason = None
-            if name in ("log_level", "log_format"):
-                if self.log_handler is None:
-                    reason = "the application sets up logging, not Snorky"
-            elif section == "frontend" and key in _TRANSPORT_OPTIONS or name == "frontend.drain_window":
-                pass
-            elif name == "backend.api_key":
-                if self.backend_port is None:
-                    reason = "the backend port was not opened at start (no API key then): restart to open it"
-                elif not values[1]:
-                    reason = "removing the key would close the backend port: restart to close it"
-            elif name in ("backend.max_message_size", "backend.timeout", "admin.password"):
-                pass
-            elif section == "auth":
-                if self._auth is None or not config.auth.enabled:
-                    reason = "tokens are turned on or off only at start"
-                elif verifier is None:
-                    verifier = build_verifier(config.auth)
-            elif name == "namespaces" and self._namespace_services():
-                pass
-            else:
-                reason = "restart to apply"
+            reason = self._not_reloadable(name, values[1], config)
             if reason is None:
                 report.applied[name] = values
-                actions.append(functools.partial(self._set_option, name, values[1], config))
             else:
                 report.skipped[name] = values
                 report.reasons[name] = reason
-        for action in actions:
-            action()
+        verifier = None
+        if any(name.startswith("auth.") for name in report.applied):
+            verifier = build_verifier(config.auth)  # may raise: before anything changes
+        for name, (_, new) in report.applied.items():
+            self._set_option(name, new)
         if verifier is not None and self._auth is not None:
             self._auth.verifier = verifier
         report.log(config.source)
         return report
 
-    def _set_option(self, name: str, value: Any, config: Config) -> None:
+    def _not_reloadable(self, name: str, new: Any, config: Config) -> str | None:
+        """Why the option ``name`` cannot change to ``new`` while serving (``None``: it can)."""
+        section, _, key = name.rpartition(".")
+        if name in ("log_level", "log_format"):
+            return None if self.log_handler is not None else "the application sets up logging, not Snorky"
+        if section == "frontend" and (key in _TRANSPORT_OPTIONS or key == "drain_window"):
+            return None
+        if name == "backend.api_key":
+            if self.backend_port is None:
+                return "the backend port was not opened at start (no API key then): restart to open it"
+            return None if new else "removing the key would close the backend port: restart to close it"
+        if name in ("backend.max_message_size", "backend.timeout", "admin.password"):
+            return None
+        if section == "auth":
+            if self._auth is None or not config.auth.enabled:
+                return "tokens are turned on or off only at start"
+            return None
+        if name == "namespaces" and self._namespace_services():
+            return None
+        return "restart to apply"
+
+    def _set_option(self, name: str, value: Any) -> None:
         """Make one reloadable option take effect, and record it in :attr:`config`."""
         if name == "namespaces":
             for service in self._namespace_services():
