@@ -225,7 +225,8 @@ class AdminAuthTests(AdminTestCase):
 class AdminAPITests(AdminTestCase):
     @gen_test(timeout=30)
     async def test_stats_channels_presence(self):
-        """Connections by transport, channels with their counts, presence and the totals, from real clients."""
+        """Connections by transport (WebSocket, SockJS), channels with their counts, presence and the totals,
+        from real clients."""
         server = await self.serve()
         try:
             cookie = await self.sign_in(server)
@@ -234,10 +235,13 @@ class AdminAPITests(AdminTestCase):
                 await self.subscribe(ws, "news")
             await self.subscribe(bob, "sports", 2)
             await self.subscribe(anonymous, {"room": 5}, 2)
+            sockjs = await websocket_connect(f"ws://127.0.0.1:{server.frontend_port}/sockjs/000/admintst/websocket")
+            self.sockets.append(sockjs)
+            self.assertEqual(await asyncio.wait_for(sockjs.read_message(), TIMEOUT), "o")
 
             status, before, _ = await self.request(server, "/admin/api/stats", cookie=cookie)
             self.assertEqual(status, 200)
-            self.assertEqual(before["connections"], {"total": 3, "websocket": 3})
+            self.assertEqual(before["connections"], {"total": 4, "websocket": 3, "sockjs": 1})
             self.assertEqual(before["identities"], 2)
             self.assertEqual(before["nodes"], [server.broker.node_id])
             self.assertEqual((before["node"], before["ready"]), (server.broker.node_id, True))
