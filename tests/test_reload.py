@@ -27,6 +27,7 @@ SNORKY = [sys.executable, "-m", "snorky"]
 
 CONFIG = """\
 log_level = "{log_level}"
+log_format = "{log_format}"
 
 [frontend]
 address = "127.0.0.1"
@@ -55,7 +56,14 @@ class SighupTests(AsyncTestCase):
         super().tearDown()
 
     def write(self, **values):
-        options = {"log_level": "info", "port": 0, "max_message_size": 65536, "api_key": "key-one", **values}
+        options = {
+            "log_level": "info",
+            "log_format": "text",
+            "port": 0,
+            "max_message_size": 65536,
+            "api_key": "key-one",
+            **values,
+        }
         self.path.write_text(CONFIG.format(**options))
 
     async def start(self):
@@ -107,7 +115,8 @@ class SighupTests(AsyncTestCase):
 
     @gen_test(timeout=90)
     async def test_sighup_applies_what_it_can_and_names_what_it_cannot(self):
-        """Log level, API key and transport limits change; clients stay; a port change is logged and kept."""
+        """Log level and format, API key and transport limits change; clients stay; a port change is logged
+        and kept."""
         self.write()
         port, backend = await self.start()
         ws = await websocket_connect(f"ws://127.0.0.1:{port}/ws")
@@ -116,19 +125,23 @@ class SighupTests(AsyncTestCase):
             self.assertEqual((await self.read(ws))["type"], "response")
             await AsyncHTTPClient().fetch(f"http://127.0.0.1:{backend}/health")  # info level: not logged
 
-            self.write(log_level="debug", api_key="key-two", max_message_size=100, port=5999)
+            self.write(log_level="debug", log_format="json", api_key="key-two", max_message_size=100, port=5999)
             self.process.send_signal(signal.SIGHUP)
-            applied = await self.log_line(r"configuration reloaded")
-            self.assertIn("log_level ('info' -> 'debug')", applied)
-            self.assertIn("backend.api_key (changed)", applied)
-            self.assertIn("frontend.max_message_size (65536 -> 100)", applied)
-            skipped = await self.log_line(r"frontend\.port changed")
-            self.assertIn("(0 -> 5999) but was not reloaded: restart to apply; still using 0", skipped)
+            await self.log_line(r"INFO snorky.cli: = SIGHUP: reloading")  # still text
+            applied = json.loads(await self.log_line(r"configuration reloaded"))  # JSON from now on
+            self.assertEqual((applied["level"], applied["logger"]), ("info", "snorky.reload"))
+            self.assertIn("log_level ('info' -> 'debug')", applied["event"])
+            self.assertIn("log_format ('text' -> 'json')", applied["event"])
+            self.assertIn("backend.api_key (changed)", applied["event"])
+            self.assertIn("frontend.max_message_size (65536 -> 100)", applied["event"])
+            skipped = json.loads(await self.log_line(r"frontend\.port changed"))
+            self.assertEqual(skipped["level"], "warning")
+            self.assertIn("(0 -> 5999) but was not reloaded: restart to apply; still using 0", skipped["event"])
             self.assertFalse([line for line in self.lines if "GET /health" in line])
 
             # The debug level is in effect: the access log shows the next request.
             await AsyncHTTPClient().fetch(f"http://127.0.0.1:{backend}/health")
-            await self.log_line(r"200 GET /health")
+            self.assertIn("200 GET /health", json.loads(await self.log_line(r"200 GET /health"))["event"])
 
             # The new key is required; the old one is refused. The client connected before gets the message.
             refused = await self.publish(backend, "key-one", "old key")
