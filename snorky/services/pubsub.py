@@ -96,6 +96,8 @@ class PubSubService(RPCService):
         self.subscriptions_by_client = self.map.channels
         """Client -> channels it is subscribed to."""
         self._attempts: dict[tuple[Any, Any], object] = {}
+        self._announced: dict[str, Any] = {}
+        """Presence key -> channel, for channels here whose namespace has join_leave."""
 
     # Hooks -------------------------------------------------------------------
 
@@ -303,6 +305,8 @@ class PubSubService(RPCService):
         self, client: Any, channel: Any, recover: Any, namespace: Namespace | None, position: bool
     ) -> Any:
         topic = self.map.topic(channel)
+        if namespace is not None and namespace.join_leave and channel not in self.map.clients:
+            self._watch(channel)
         # A networked broker answers once the subscription is in effect: from the
         # reply on, the client receives every message published to the channel.
         ready = self.map.add(client, channel)
@@ -444,7 +448,30 @@ class PubSubService(RPCService):
                     lambda was: self._announce(channel, "leave", client, identity, info, member) if was else None,
                 )
             self.in_background(removed)
-        self.map.remove(client, channel)
+        if self.map.remove(client, channel) and self._announced:
+            key = self.presence_key(channel)
+            if self._announced.pop(key, None) is not None:
+                self.broker.watch_presence(key, None)
+
+    def _watch(self, channel: Any) -> None:
+        """Announce the departures of a dead node's connections from ``channel`` (and their
+        return, for a node that was only paused), while this node has subscribers in it."""
+        key = self.presence_key(channel)
+        self._announced[key] = channel
+        self.broker.watch_presence(key, self._expired, self._restored)
+
+    def _expired(self, key: str, expired: dict[str, bytes], _: dict[str, bytes]) -> None:
+        self._announce_entries(key, expired, "leave")
+
+    def _restored(self, key: str, restored: dict[str, bytes], _: dict[str, bytes]) -> None:
+        self._announce_entries(key, restored, "join")
+
+    def _announce_entries(self, key: str, entries: dict[str, bytes], kind: str) -> None:
+        channel = self._announced.get(key)
+        for member, info in entries.items() if channel is not None else ():
+            entry = decode(info)
+            body = {"type": kind, "channel": channel, "identity": entry["identity"], "info": entry["info"]}
+            self.in_background(self.broker.publish(self.map.topic(channel), self.outbound({**body, "client": member})))
 
     def _announce(
         self, channel: Any, kind: str, client: Any, identity: Any = None, info: Any = None, member: str | None = None
