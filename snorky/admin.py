@@ -277,7 +277,7 @@ class PresenceHandler(_AdminHandler):
     async def get(self) -> None:
         self.require_session()
         service = self.service(self.get_query_argument("service", "pubsub"))
-        presence = getattr(service, "presence", None)
+        presence = _presence_of(service)
         if presence is None:
             self.fail(400, f"{service.name} has no presence")
         try:
@@ -329,6 +329,12 @@ class DisconnectHandler(_AdminHandler):
         self.answer({"disconnected": count, "cluster": control is not None})
 
 
+def _presence_of(service: Any) -> Any:
+    """A service's server-side presence method, ``channel -> [{"identity", "info", "connections"}]``,
+    if it has one (``channel_presence`` where ``presence`` is a client command, as in PubSub)."""
+    return getattr(service, "channel_presence", None) or getattr(service, "presence", None)
+
+
 def _label(channel: Any) -> str:
     """A channel as the page shows it: a string as it is, anything else as JSON."""
     return channel if isinstance(channel, str) else encode(channel).decode()
@@ -353,7 +359,7 @@ async def admin_stats(server: SnorkyServer) -> dict[str, Any]:
                 "channels": channel_map.channel_count() if channel_map is not None else None,
                 "subscriptions": channel_map.subscription_count() if channel_map is not None else None,
                 "publish": isinstance(service, PubSubService),
-                "presence": hasattr(service, "presence"),
+                "presence": _presence_of(service) is not None,
             }
         )
     nodes: list[str] | None

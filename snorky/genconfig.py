@@ -25,6 +25,7 @@ from snorky.config import (
     MetricsConfig,
     RedisConfig,
 )
+from snorky.namespaces import Namespace
 from snorky.request_handlers.options import TransportOptions
 
 __all__ = ["generate", "option_docs", "SECTIONS"]
@@ -37,11 +38,20 @@ SECTIONS: list[tuple[str | None, list[type], str]] = [
     ("auth", [AuthConfig], "Client tokens (JWT); with neither a secret nor a public key, tokens are refused."),
     ("metrics", [MetricsConfig], "Prometheus metrics at /metrics (see the metrics page)."),
     ("admin", [AdminConfig], "The admin page at /admin on the backend port (served only with a password)."),
+    (
+        "namespaces",
+        [Namespace],
+        "Channel rules of PubSub: these keys are the default namespace's (channels without a\n"
+        '# colon); a table [namespaces.NAME] takes the same keys for channels "NAME:...". A\n'
+        "# channel of a namespace that no table names is refused (see the security page).",
+    ),
 ]
 """The sections written, in order: name (``None`` for the top level), classes, heading comment."""
 
 _NOT_OPTIONS = {
     "source",
+    "name",
+    "namespaces",
     "services",
     "backend_services",
     "frontend",
@@ -63,6 +73,12 @@ _HEADER = """\
 """
 
 _SERVICES = """\
+# A namespace of its own, for example channels "chat:ROOM" that signed-in users
+# subscribe to and publish on once subscribed:
+# [namespaces.chat]
+# allow_subscribe = "authenticated"
+# allow_publish = "subscribers"
+
 # Services, by name. Without a [services] table, one PubSub service named "pubsub".
 # class is a built-in name or a dotted path to a Service subclass; every other key
 # is passed to the class as a keyword argument. The built-in names:

@@ -59,7 +59,23 @@ class ReloadReport:
 def _change(name: str, old: Any, new: Any) -> str:
     if name in SECRET_OPTIONS:
         return "changed" if old and new else ("set" if new else "removed")
+    if name == "namespaces":
+        return _namespaces_change(old, new)
     return f"{old!r} -> {new!r}"
+
+
+def _namespaces_change(old: Any, new: Any) -> str:
+    """``default, chat changed; news added; old removed``: which namespaces differ."""
+    before = {"(default)": old.default, **old.named}
+    after = {"(default)": new.default, **new.named}
+    parts = []
+    changed = [name for name in before if name in after and before[name] != after[name]]
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    for names, verb in ((changed, "changed"), (added, "added"), (removed, "removed")):
+        if names:
+            parts.append(f"{', '.join(names)} {verb}")
+    return "; ".join(parts)
 
 
 def changed_options(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:

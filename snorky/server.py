@@ -30,7 +30,7 @@ from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, transport_of
-from snorky.config import AuthConfig, Config, ServiceSpec, load_class
+from snorky.config import EMBEDDED, AuthConfig, Config, ServiceSpec, load_class
 from snorky.errors import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConfigError, ListenError
 from snorky.logs import formatter_for
 from snorky.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -44,6 +44,7 @@ from snorky.request_handlers.websocket import SnorkyWebSocketHandler
 from snorky.service_registry import ServiceRegistry
 from snorky.services.auth import AuthService
 from snorky.services.control import ControlService
+from snorky.services.pubsub import PubSubService
 from snorky.services.service import Service
 from snorky.version import __version__
 
@@ -114,7 +115,6 @@ def default_backend_services(frontend: dict[str, Service]) -> list[ServiceSpec]:
     """A backend service for each frontend service that has one, under the same name."""
     from snorky.services.datasync import DataSyncService
     from snorky.services.progress import ProgressService
-    from snorky.services.pubsub import PubSubService
 
     backends = {
         PubSubService: "snorky.services.pubsub.PubSubBackend",
@@ -284,6 +284,9 @@ class SnorkyServer:
         """This node's Prometheus metrics (``None`` when ``[metrics] enabled = false``)."""
         self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker, metrics=self.metrics)
         """The public registry browsers reach."""
+        for service in self.registry.registered_services.values():
+            if isinstance(service, PubSubService) and service.namespaces is None:
+                service.namespaces = self.config.namespaces
         self._auth: AuthService | None = None
         if self.config.auth.enabled and "auth" not in self.registry.registered_services:
             self._auth = AuthService("auth", build_verifier(self.config.auth))
@@ -402,6 +405,11 @@ class SnorkyServer:
             raise
         frontend, backend, own = bound
         assert frontend is not None
+        if self.config.source == EMBEDDED and self.config.namespaces.default.allow_publish == "anyone":
+            logger.warning(
+                "! any client may publish to any channel (the embedded defaults); a configuration file "
+                "allows it only where a namespace says so ([namespaces] allow_publish, see the security page)"
+            )
         await self.broker.start()
         self.frontend_port = self._serve(
             self.frontend_app(), frontend, fe.transport.sockjs_body_limit, fe.header_timeout, fe.body_timeout
@@ -507,7 +515,8 @@ class SnorkyServer:
         Applied at once: ``log_level`` and ``log_format`` (when :attr:`log_handler` is set),
         ``[backend] api_key``, ``max_message_size`` and ``timeout`` (the next request),
         ``[admin] password``, ``[auth]`` (the next token checked), ``[frontend]
-        drain_window`` and the transport limits (``max_message_size``, ``ping_interval``,
+        drain_window``, ``[namespaces]`` (the next subscribe or publish; subscriptions made
+        before stay) and the transport limits (``max_message_size``, ``ping_interval``,
         ``allowed_origins``, ... : connections opened from then on; a WebSocket connection
         keeps the limits it was opened with). Every other change (ports, addresses,
         paths, the broker, services, metrics) needs a restart: the old value is kept and a
@@ -556,16 +565,17 @@ class SnorkyServer:
             if self._auth is None or not config.auth.enabled:
                 return "tokens are turned on or off only at start"
             return None
-        if name == "namespaces" and self._namespace_services():
+        if name == "namespaces":
             return None
         return "restart to apply"
 
     def _set_option(self, name: str, value: Any) -> None:
         """Make one reloadable option take effect, and record it in :attr:`config`."""
-        if name == "namespaces":
-            for service in self._namespace_services():
-                service.namespaces = value  # type: ignore[attr-defined]
-            self.config.namespaces = value  # type: ignore[attr-defined]
+        if name == "namespaces":  # the PubSub services that took the configuration's take the new ones
+            for service in self.registry.registered_services.values():
+                if isinstance(service, PubSubService) and service.namespaces is self.config.namespaces:
+                    service.namespaces = value
+            self.config.namespaces = value
             return
         section, _, key = name.rpartition(".")
         if section == "frontend" and key in _TRANSPORT_OPTIONS:
@@ -579,10 +589,6 @@ class SnorkyServer:
             self.log_handler.setFormatter(formatter_for(value, self.broker.node_id))
         elif section == "backend" and self._backend_route is not None:
             self._backend_route[2][key] = value
-
-    def _namespace_services(self) -> list[Service]:
-        """The services that take channel namespaces from the configuration."""
-        return [s for s in self.registry.registered_services.values() if hasattr(s, "namespaces")]
 
     def info(self) -> dict[str, Any]:
         """Server facts for the status page: version, connections, services, endpoints."""

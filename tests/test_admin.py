@@ -40,6 +40,7 @@ def config(**sections):
         "backend": {"port": 0, "api_key": "admin-test-key"},
         "auth": {"secret": SECRET},
         "admin": {"password": PASSWORD},
+        "namespaces": {"allow_publish": "anyone"},
     }
     for name, values in sections.items():
         if isinstance(values, dict):

@@ -37,6 +37,9 @@ max_message_size = {max_message_size}
 [backend]
 port = 0
 api_key = "{api_key}"
+
+[namespaces]
+allow_publish = "anyone"
 """
 
 
@@ -198,7 +201,11 @@ class ReloadTests(AsyncTestCase):
     """SnorkyServer.reload in-process."""
 
     def config(self, **sections):
-        data = {"frontend": {"port": 0, "drain_window": 0}, "backend": {"port": 0, "api_key": "k"}}
+        data = {
+            "frontend": {"port": 0, "drain_window": 0},
+            "backend": {"port": 0, "api_key": "k"},
+            "namespaces": {"allow_publish": "anyone"},
+        }
         for name, values in sections.items():
             data.setdefault(name, {}).update(values)
         return Config.from_dict(data, "test.toml")
@@ -253,6 +260,42 @@ class ReloadTests(AsyncTestCase):
             self.assertEqual(await asyncio.wait_for(ws.read_message(), TIMEOUT), "o")
             ws.close()
         finally:
+            await server.stop(grace=1)
+
+    @gen_test(timeout=30)
+    async def test_namespaces_reload(self):
+        """New namespace rules apply to the next publish and subscribe; a subscription made before stays."""
+        server = SnorkyServer(
+            self.config(namespaces={"allow_publish": "nobody", "news": {"allow_subscribe": "anyone"}})
+        )
+        await server.start()
+        ws = await websocket_connect(f"ws://127.0.0.1:{server.frontend_port}/ws")
+        try:
+
+            async def call(command, call_id, **params):
+                ws.write_message(frame(command, call_id, **params))
+                while True:
+                    message = json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))["message"]
+                    if message.get("callId") == call_id:
+                        return message
+
+            self.assertEqual((await call("subscribe", 1, channel="news:a"))["type"], "response")
+            self.assertEqual((await call("publish", 2, channel="plain", message=1))["code"], "forbidden")
+            with self.assertLogs("snorky.reload", logging.INFO) as logs:
+                report = server.reload(self.config(namespaces={"allow_publish": "anyone", "sports": {}}))
+            self.assertEqual(list(report.applied), ["namespaces"])
+            self.assertIn("namespaces ((default) changed; sports added; news removed)", logs.output[0])
+            self.assertEqual((await call("publish", 3, channel="plain", message=1))["type"], "response")
+            self.assertEqual((await call("subscribe", 4, channel="news:b"))["code"], "forbidden")
+            self.assertEqual((await call("subscribe", 5, channel="sports:x"))["type"], "response")
+            server.registry.registered_services["pubsub"].do_publish("news:a", "still subscribed")  # from the server
+            while (message := json.loads(await asyncio.wait_for(ws.read_message(), TIMEOUT))["message"]).get(
+                "type"
+            ) != "message":
+                pass
+            self.assertEqual(message["message"], "still subscribed")
+        finally:
+            ws.close()
             await server.stop(grace=1)
 
     def test_report_and_skips(self):
