@@ -51,7 +51,8 @@ class ChannelMap:
             (``{"type": "gap", field: channel, "missed": n}``).
         gaps: whether a gap in a topic is pushed to the channel's clients.
         on_message: called as ``on_message(channel, out)`` before a message from
-            the broker is fanned out (Chat keeps its history there).
+            the broker is fanned out (Chat keeps its history there); when it
+            returns true, the message was for the service, not the clients.
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class ChannelMap:
         *,
         field: str = "channel",
         gaps: bool = True,
-        on_message: Callable[[Any, Outbound], None] | None = None,
+        on_message: Callable[[Any, Outbound], bool | None] | None = None,
     ) -> None:
         self.service = service
         self.prefix = service.name if prefix is None else prefix
@@ -117,6 +118,13 @@ class ChannelMap:
         self.clients.add(channel, client)
         self.channels.add(client, channel)
         return ready
+
+    def listening(self, channel: Any) -> MaybeAwaitable[None]:
+        """Done once this node receives every message of ``channel``'s topic (call it while
+        the channel has local clients here: it does not add a subscription of its own)."""
+        if channel not in self.clients:
+            raise KeyError(channel)
+        return self.service.broker.subscribe(self.topic(channel), self._message, self._gap if self.gaps else None)
 
     def remove(self, client: Any, channel: Any) -> bool:
         """Take ``client`` out of ``channel``; return whether the channel has no one left here.
@@ -177,8 +185,8 @@ class ChannelMap:
         clients = self.clients.get(channel)
         if not clients:
             return
-        if self.on_message is not None:
-            self.on_message(channel, out)
+        if self.on_message is not None and self.on_message(channel, out):
+            return
         self.send(clients, out)
 
     def _gap(self, topic: str, count: int) -> None:

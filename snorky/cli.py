@@ -10,11 +10,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from snorky.config import Config
 from snorky.errors import ConfigError, ListenError, SnorkyError
 from snorky.logs import LOG_FORMATS, JSONFormatter, setup_logging
 from snorky.version import __version__
+
+if TYPE_CHECKING:
+    from snorky.server import SnorkyServer
 
 __all__ = ["main"]
 
@@ -42,12 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("-c", "--config", metavar="FILE", help="read the URL and API key from this file")
     publish.add_argument("--api-key", help="API key (default: SNORKY_API_KEY, else the config file)")
 
-    token = commands.add_parser("token", help="sign a client token (JWT) for an identity")
+    token = commands.add_parser(
+        "token", help="sign a client token (JWT) for an identity, or with --channel a subscription token"
+    )
     token.add_argument("--sub", required=True, help="the identity")
     token.add_argument("--secret", help="HS256 secret (default: SNORKY_TOKEN_SECRET, else the config file)")
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--info", help="public user data, as JSON")
-    token.add_argument("--channel", action="append", dest="channels", help="a channel grant (repeatable)")
+    token.add_argument(
+        "--grant", action="append", dest="channels", help="a channel grant, name or prefix* (repeatable)"
+    )
+    token.add_argument(
+        "--subscribe", action="append", dest="subscriptions", help="a channel subscribed at connect (repeatable)"
+    )
+    token.add_argument("--channel", help="sign a subscription token for this one channel instead")
     token.add_argument("--algorithm", default="HS256", help="HS256 (default), RS256 or ES256")
     token.add_argument("--private-key", metavar="FILE", help="PEM private key for RS256/ES256")
     token.add_argument("-c", "--config", metavar="FILE", help="read [auth] secret from this file")
@@ -91,6 +103,14 @@ def _importable_config_folder(path: str | None) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _importable_config_folder(args.config)
+    config = _serve_config(args)
+    handler = setup_logging(config.log_level, config.log_format)
+    asyncio.run(_run_server(config, handler, args))
+    return 0
+
+
+def _serve_config(args: argparse.Namespace) -> Config:
+    """The configuration file (or the defaults), with the command line's options over it."""
     config = Config.load(args.config)
     if args.address is not None:
         config.frontend.address = args.address
@@ -102,23 +122,21 @@ def _serve(args: argparse.Namespace) -> int:
         config.log_level = args.log_level
     if args.log_format is not None:
         config.log_format = args.log_format
-    handler = setup_logging(config.log_level, config.log_format)
-    asyncio.run(_run_server(config, handler))
-    return 0
+    return config
 
 
-async def _run_server(config: Config, log_handler: logging.Handler) -> None:
+async def _run_server(config: Config, log_handler: logging.Handler, args: argparse.Namespace) -> None:
     from snorky.server import SnorkyServer
 
     server = SnorkyServer(config)
+    server.log_handler = log_handler
     if isinstance(log_handler.formatter, JSONFormatter):
         log_handler.formatter.node = server.broker.node_id
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    # SIGHUP would end the process; a server asked to reload must keep serving.
-    loop.add_signal_handler(signal.SIGHUP, _on_hangup)
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup, server, args)
     await server.start()
     print(
         f"Snorky {__version__} serving on http://{config.frontend.address}:{server.frontend_port}"
@@ -142,8 +160,18 @@ async def _run_server(config: Config, log_handler: logging.Handler) -> None:
     logger.info("= stopped")
 
 
-def _on_hangup() -> None:
-    logger.warning("! SIGHUP: configuration reload is not supported yet; still serving as before")
+def _on_hangup(server: SnorkyServer, args: argparse.Namespace) -> None:
+    """SIGHUP: read the configuration file again and apply what can change while serving."""
+    if args.config is None:
+        logger.info("= SIGHUP: no configuration file (--config) to reload")
+        return
+    logger.info("= SIGHUP: reloading %s", args.config)
+    try:
+        server.reload(_serve_config(args))
+    except ConfigError as error:
+        logger.error("! SIGHUP: %s; configuration unchanged", error)
+    except Exception:
+        logger.exception("! SIGHUP: reload failed; configuration unchanged")
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -169,7 +197,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from snorky.auth import sign_token, weak_secret
+    from snorky.auth import sign_subscription_token, sign_token, weak_secret
 
     config = Config.load(args.config)
     info = None
@@ -187,16 +215,26 @@ def _token(args: argparse.Namespace) -> int:
     weak = None if private_key else weak_secret(secret, args.algorithm)
     if weak is not None:
         print(f"snorky: warning: {weak}", file=sys.stderr)
+    if args.channel is not None and (args.channels or args.subscriptions or info is not None):
+        print("snorky: --channel signs a subscription token: no --grant, --subscribe or --info", file=sys.stderr)
+        return 2
+    extra = {"subscriptions": args.subscriptions} if args.subscriptions else {}
     try:
-        token = sign_token(
-            args.sub,
-            secret,
-            ttl=args.ttl,
-            info=info,
-            channels=args.channels,
-            algorithm=args.algorithm,
-            private_key=private_key,
-        )
+        if args.channel is not None:
+            token = sign_subscription_token(
+                args.sub, args.channel, secret, ttl=args.ttl, algorithm=args.algorithm, private_key=private_key
+            )
+        else:
+            token = sign_token(
+                args.sub,
+                secret,
+                ttl=args.ttl,
+                info=info,
+                channels=args.channels,
+                algorithm=args.algorithm,
+                private_key=private_key,
+                **extra,
+            )
     except (ValueError, NotImplementedError) as error:
         print(f"snorky: cannot sign: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from snorky.errors import ConfigError
 from snorky.logs import LOG_FORMATS
+from snorky.namespaces import Namespace, Namespaces
 from snorky.options import TransportOptions, fill_options, pop_option, suggest, unknown_key
 
 if sys.version_info >= (3, 11):
@@ -30,6 +31,8 @@ __all__ = [
     "AuthConfig",
     "RedisConfig",
     "MetricsConfig",
+    "AdminConfig",
+    "EMBEDDED",
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
@@ -49,6 +52,16 @@ BUILTIN_SERVICES: dict[str, str] = {
 """Short names accepted for ``class`` in service tables."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+EMBEDDED = "(embedded defaults)"
+"""The ``source`` of a configuration read from no file."""
+
+
+def embedded_namespaces() -> Namespaces:
+    """The namespaces of the embedded defaults: anyone may subscribe and publish, so that the
+    README's first example works with no file. A configuration file starts from
+    :class:`~snorky.namespaces.Namespaces` instead, where clients publish nowhere."""
+    return Namespaces(Namespace(allow_publish="anyone"))
 
 
 @dataclass
@@ -115,6 +128,16 @@ class MetricsConfig:
     port: int = 0
     """A port of its own for /metrics (and /health, /ready), for a scraper that must not reach
     the backend port; 0: none (the backend port serves them)."""
+
+
+@dataclass
+class AdminConfig:
+    """The admin page at /admin on the backend port (see the admin page)."""
+
+    password: str | None = None
+    """The password of the admin page; ``SNORKY_ADMIN_PASSWORD`` overrides it.
+
+    Without one the page is not served (/admin answers 404)."""
 
 
 @dataclass
@@ -185,22 +208,27 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    namespaces: Namespaces = field(default_factory=embedded_namespaces)
+    """Who may subscribe, publish, and see presence and history, by channel namespace
+    (``[namespaces]``); applied to every PubSub service."""
     services: list[ServiceSpec] = field(default_factory=_default_services)
     backend_services: list[ServiceSpec] | None = None
     """Backend services; ``None`` (not configured): one backend for each frontend
     service that has one (PubSub, DataSync, Progress), under the same name."""
-    source: str = "(embedded defaults)"
+    source: str = EMBEDDED
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
-        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY`` from ``env``.
+        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY``,
+        ``SNORKY_TOKEN_SECRET`` and ``SNORKY_ADMIN_PASSWORD`` from ``env``.
 
         Raises:
             ConfigError: the file cannot be read or parsed, or a value is wrong.
         """
         env = dict(os.environ) if env is None else env
         data: dict[str, Any] = {}
-        source = "(embedded defaults)"
+        source = EMBEDDED
         if path is not None:
             source = str(path)
             try:
@@ -216,6 +244,8 @@ class Config:
             config.backend.api_key = env["SNORKY_API_KEY"]
         if env.get("SNORKY_TOKEN_SECRET"):
             config.auth.secret = env["SNORKY_TOKEN_SECRET"]
+        if env.get("SNORKY_ADMIN_PASSWORD"):
+            config.admin.password = env["SNORKY_ADMIN_PASSWORD"]
         return config
 
     @classmethod
@@ -246,6 +276,10 @@ class Config:
         fill_options(config.backend, dict(pop_option(data, "backend", dict, {}, source)), f"{source}: [backend]")
         fill_options(config.auth, dict(pop_option(data, "auth", dict, {}, source)), f"{source}: [auth]")
         fill_options(config.metrics, dict(pop_option(data, "metrics", dict, {}, source)), f"{source}: [metrics]")
+        fill_options(config.admin, dict(pop_option(data, "admin", dict, {}, source)), f"{source}: [admin]")
+        if source != EMBEDDED:  # a file says who may publish; saying nothing allows no client
+            table = dict(pop_option(data, "namespaces", dict, {}, source))
+            config.namespaces = Namespaces.from_config(table, f"{source}: [namespaces]")
 
         if "services" in data:
             config.services = _specs(pop_option(data, "services", dict, {}, source), f"{source}: [services]")

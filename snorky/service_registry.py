@@ -182,6 +182,12 @@ class ServiceRegistry:
         for service in tuple(self.registered_services.values()):
             service.client_connected(client)
 
+    def client_identified(self, client: Any) -> None:
+        """Tell every service that a connected ``client`` has proved an identity."""
+        if client in self.clients:
+            for service in tuple(self.registered_services.values()):
+                service.client_identified(client)
+
     def client_disconnected(self, client: Any) -> None:
         """Tell every service that ``client`` left; each one drops its state for it."""
         if client in self.clients:

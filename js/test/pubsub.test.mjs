@@ -25,7 +25,8 @@ async function subscribed(channel, answer) {
 describe("PubSub", () => {
   it("subscribes and dispatches messagePublished (Snorky 0.1)", async () => {
     const { socket, received } = await subscribed("news", null);
-    assert.deepEqual(socket.sent[0].message.params, { channel: "news" });
+    // position: true asks for the stream position of a channel with history (a 0.1 server never had one).
+    assert.deepEqual(socket.sent[0].message.params, { position: true, channel: "news" });
     socket.receive("pubsub", { type: "message", channel: "news", message: "hello" });
     assert.deepEqual(received, ["hello"]);
   });
@@ -56,7 +57,7 @@ describe("PubSub", () => {
     socket.open();
     await settle();
     const [call] = socket.sent;
-    assert.deepEqual(call.message.params, { channel: "news", recover: { offset: 4, epoch: "e1" } });
+    assert.deepEqual(call.message.params, { channel: "news", position: true, recover: { offset: 4, epoch: "e1" } });
     // A live message overtakes the answer: it waits for the missed ones.
     socket.receive("pubsub", message("news", "seven", 7));
     socket.answer(call, {
@@ -88,7 +89,7 @@ describe("PubSub", () => {
     const socket = await reconnect(snorky, Socket);
     socket.open();
     await settle();
-    assert.deepEqual(socket.sent[0].message.params, { channel: { room: 5 } });
+    assert.deepEqual(socket.sent[0].message.params, { channel: { room: 5 }, position: true });
     socket.answer(socket.sent[0], null);
     await settle();
     assert.deepEqual(restores, [{ channel: { room: 5 }, recovered: false, history: false, missed: 0 }]);
@@ -104,6 +105,18 @@ describe("PubSub", () => {
     socket.open();
     await settle();
     assert.equal(socket.sent.length, 0);
+  });
+
+  it("dispatches gap when the server says messages of a subscribed channel were lost", async () => {
+    const { pubsub, socket, received } = await subscribed("news", { offset: 3, epoch: "e1" });
+    const gaps = [];
+    pubsub.gap.add((g) => gaps.push(g));
+    socket.receive("pubsub", { type: "gap", channel: "news", missed: 4 });
+    socket.receive("pubsub", { type: "gap", channel: "sports", missed: 1 }); // not followed: ignored
+    socket.receive("pubsub", message("news", "eight", 8));
+    assert.deepEqual(gaps, [{ type: "gap", channel: "news", missed: 4 }]);
+    assert.deepEqual(received, ["eight"]); // the subscription goes on
+    assert.deepEqual(pubsub.channels(), ["news"]);
   });
 
   it("drops a subscription the server refuses on restore, and says why", async () => {

@@ -62,6 +62,8 @@ class AuthService(RPCService):
             AuthError: ``invalid_token`` or ``token_expired``.
         """
         claims = self.verifier.verify(token)
+        if "channel" in claims:  # signed for one subscription, not for a connection
+            raise AuthError("Invalid token", "invalid_token")
         if client.identity is not None and client.identity != claims["sub"]:
             raise AuthError("Token is for another identity", "invalid_token")
         client.identity = claims["sub"]
@@ -92,7 +94,10 @@ class AuthService(RPCService):
     @rpc_command
     def authenticate(self, req: Request, token: Any) -> dict[str, Any]:
         """Prove the caller's identity with ``token``; reply ``{"identity", "info", "expiresAt"}``."""
+        known = req.client.identity is not None
         claims = self.authenticate_client(req.client, token)
+        if not known and self.registry is not None and hasattr(self.registry, "client_identified"):
+            self.registry.client_identified(req.client)
         return {"identity": claims["sub"], "info": claims.get("info"), "expiresAt": claims["exp"]}
 
     @rpc_command

@@ -7,8 +7,10 @@ Register it in the *backend* registry, pointing at the public one::
 Commands: ``disconnect(identity)``, ``unsubscribe(identity, service, channel)``,
 ``presence(service, channel)`` and ``info()``. A service takes part in
 ``unsubscribe`` and ``presence`` by implementing ``unsubscribe_identity(identity,
-channel) -> int`` and ``presence(channel) -> list``; ``channel_count() -> int``
-adds it to ``info``, and so does ``stats() -> dict`` (a service's counters).
+channel) -> int`` and ``presence(channel) -> list`` (or ``channel_presence(channel)``,
+for a service whose ``presence`` is a client command, as PubSub's is);
+``channel_count() -> int`` adds it to ``info``, and so does ``stats() -> dict`` (a
+service's counters).
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ class ControlService(RPCService):
             logger.info("= disconnected %d connection(s) of %r", len(clients), identity)
         return len(clients)
 
+    def disconnect_identity(self, identity: Any) -> int:
+        """Close every connection of ``identity``, on every node, with code 4004.
+
+        Returns how many connections this node closed (the other nodes close theirs
+        as the action reaches them through the broker).
+        """
+        count = self._disconnect_here(identity)
+        self._announce({"action": "disconnect", "identity": identity})
+        return count
+
     @rpc_command
     def disconnect(self, req: Request, identity: Any) -> dict[str, int]:
         """Close every connection of ``identity``, on every node, with code 4004.
@@ -93,9 +105,7 @@ class ControlService(RPCService):
         Replies ``{"disconnected": n}``: how many connections this node closed
         (the other nodes close theirs as the action reaches them).
         """
-        count = self._disconnect_here(identity)
-        self._announce({"action": "disconnect", "identity": identity})
-        return {"disconnected": count}
+        return {"disconnected": self.disconnect_identity(identity)}
 
     @rpc_command
     def unsubscribe(self, req: Request, identity: Any, service: str, channel: Any) -> dict[str, int]:
@@ -110,7 +120,9 @@ class ControlService(RPCService):
     @rpc_command
     def presence(self, req: Request, service: str, channel: Any) -> list[dict[str, Any]]:
         """Who is in ``channel`` of ``service``: ``[{"identity", "info", "connections"}]``."""
-        result: list[dict[str, Any]] = self._service(service, "presence")(channel)
+        found = self.frontend.registered_services.get(service) if isinstance(service, str) else None
+        method = "channel_presence" if hasattr(found, "channel_presence") else "presence"
+        result: list[dict[str, Any]] = self._service(service, method)(channel)
         return result
 
     @rpc_command

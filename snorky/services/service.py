@@ -36,6 +36,7 @@ class Registry(Protocol):
     registered_services: dict[str, Service]
     clients: set[Any]
     metrics: Metrics | None
+    auth_service: Any
 
 
 class Service:
@@ -174,6 +175,10 @@ class Service:
 
     def client_connected(self, client: Any) -> None:
         """Called when a client connects to this service's registry (not for backend HTTP)."""
+
+    def client_identified(self, client: Any) -> None:
+        """Called when a connected client proves an identity (``client.identity``) by a
+        command; one identified at connect is told by :meth:`client_connected` alone."""
 
     def client_disconnected(self, client: Any) -> None:
         """Called when a client disconnects; release everything it held."""

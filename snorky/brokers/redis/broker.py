@@ -236,6 +236,9 @@ class RedisBroker(Broker):
     async def presence_list(self, key: str) -> dict[str, bytes]:
         return await self._presence.members(key)
 
+    async def presence_count(self, key: str) -> int:
+        return await self._presence.count(key)
+
     def watch_presence(
         self, key: str, on_expired: PresenceHandler | None, on_restored: PresenceHandler | None = None
     ) -> None:

@@ -20,7 +20,14 @@ from typing import Any, TypeVar
 
 from snorky.brokers.base import PresenceHandler
 from snorky.brokers.redis.link import Link, now_ms
-from snorky.brokers.redis.scripts import PRESENCE_ADD, PRESENCE_LIST, PRESENCE_REFRESH, PRESENCE_REMOVE, SHAS
+from snorky.brokers.redis.scripts import (
+    PRESENCE_ADD,
+    PRESENCE_COUNT,
+    PRESENCE_LIST,
+    PRESENCE_REFRESH,
+    PRESENCE_REMOVE,
+    SHAS,
+)
 from snorky.errors import BrokerUnavailable
 
 __all__ = ["Ledger", "Presence"]
@@ -247,6 +254,13 @@ class Presence:
         if gone:
             self._expired(key, _pairs(gone), remaining)
         return remaining
+
+    async def count(self, key: str) -> int:
+        """How many live members ``key`` has; expired ones are removed and reported."""
+        gone, count = await self.link.eval(PRESENCE_COUNT, self.keys(key), self.args())
+        if gone:
+            self._expired(key, _pairs(gone), await self.members(key))
+        return int(count)
 
     def _expired(self, key: str, expired: dict[str, bytes], remaining: dict[str, bytes]) -> None:
         callback = self.watched.get(key)

@@ -14,6 +14,7 @@ __all__ = [
     "BEAT",
     "POSITION",
     "PRESENCE_ADD",
+    "PRESENCE_COUNT",
     "PRESENCE_LIST",
     "PRESENCE_REFRESH",
     "PRESENCE_REMOVE",
@@ -249,6 +250,14 @@ return {gone, redis.call('HGETALL', KEYS[1])}
 """
 )
 
+PRESENCE_COUNT = (
+    _SWEEP_EXPIRED
+    + _TRIM_TOMBSTONES
+    + """
+return {gone, redis.call('HLEN', KEYS[1])}
+"""
+)
+
 SCRIPTS = (
     PUBLISH_BATCH,
     READ_HISTORY,
@@ -258,5 +267,6 @@ SCRIPTS = (
     PRESENCE_REMOVE,
     PRESENCE_REFRESH,
     PRESENCE_LIST,
+    PRESENCE_COUNT,
 )
 SHAS = {source: hashlib.sha1(source.encode()).hexdigest() for source in SCRIPTS}
