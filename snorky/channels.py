@@ -96,7 +96,18 @@ class ChannelMap:
         Returns the broker's answer to the subscription: on a networked broker, an
         awaitable done once every message published to the channel reaches this
         node (a reply sent after it promises the client every later message).
+
+        The map a service shows as its :attr:`~snorky.services.service.Service.channel_map`
+        counts toward the registry's ``channels_per_connection`` limit, if it has one;
+        nothing changes when the limit refuses the channel.
+
+        Raises:
+            RPCError: ``too_many_channels``.
         """
+        registry = self.service.registry
+        if registry is not None and registry.limiter is not None and self.service.channel_map is self:
+            if not self.clients.in_set(channel, client):
+                registry.limiter.check_channels(client, registry.registered_services.values())
         topic = self.topic(channel)
         if channel not in self.clients:
             self._by_topic[topic] = channel

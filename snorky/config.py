@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from snorky.errors import ConfigError
+from snorky.limits import LimitsConfig
 from snorky.logs import LOG_FORMATS
 from snorky.options import fill_options, pop_option, suggest, unknown_key
 from snorky.request_handlers.options import TransportOptions
@@ -31,6 +32,7 @@ __all__ = [
     "AuthConfig",
     "RedisConfig",
     "MetricsConfig",
+    "LimitsConfig",
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
@@ -186,6 +188,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     services: list[ServiceSpec] = field(default_factory=_default_services)
     backend_services: list[ServiceSpec] | None = None
     """Backend services; ``None`` (not configured): one backend for each frontend
@@ -247,6 +250,11 @@ class Config:
         fill_options(config.backend, dict(pop_option(data, "backend", dict, {}, source)), f"{source}: [backend]")
         fill_options(config.auth, dict(pop_option(data, "auth", dict, {}, source)), f"{source}: [auth]")
         fill_options(config.metrics, dict(pop_option(data, "metrics", dict, {}, source)), f"{source}: [metrics]")
+        fill_options(config.limits, dict(pop_option(data, "limits", dict, {}, source)), f"{source}: [limits]")
+        try:
+            config.limits.__post_init__()
+        except ValueError as error:
+            raise ConfigError(f"{source}: [limits] {error}") from None
 
         if "services" in data:
             config.services = _specs(pop_option(data, "services", dict, {}, source), f"{source}: [services]")

@@ -16,7 +16,7 @@ import textwrap
 from dataclasses import fields
 from typing import Any
 
-from snorky.config import AuthConfig, BackendConfig, Config, FrontendConfig, MetricsConfig, RedisConfig
+from snorky.config import AuthConfig, BackendConfig, Config, FrontendConfig, LimitsConfig, MetricsConfig, RedisConfig
 from snorky.request_handlers.options import TransportOptions
 
 __all__ = ["generate", "option_docs", "SECTIONS"]
@@ -28,6 +28,7 @@ SECTIONS: list[tuple[str | None, list[type], str]] = [
     ("backend", [BackendConfig], "The private port application servers call (opened only with an API key)."),
     ("auth", [AuthConfig], "Client tokens (JWT); with neither a secret nor a public key, tokens are refused."),
     ("metrics", [MetricsConfig], "Prometheus metrics at /metrics (see the metrics page)."),
+    ("limits", [LimitsConfig], "Limits on what one connection, identity or address may take (see the security page)."),
 ]
 """The sections written, in order: name (``None`` for the top level), classes, heading comment."""
 
@@ -40,6 +41,7 @@ _NOT_OPTIONS = {
     "auth",
     "redis",
     "metrics",
+    "limits",
     "transport",
 }
 

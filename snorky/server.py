@@ -274,8 +274,10 @@ class SnorkyServer:
             Metrics(self.broker.node_id, self.metrics_state) if self.config.metrics.enabled else None
         )
         """This node's Prometheus metrics (``None`` when ``[metrics] enabled = false``)."""
-        self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker, metrics=self.metrics)
-        """The public registry browsers reach."""
+        self.registry = ServiceRegistry(
+            build_services(self.config.services), broker=self.broker, metrics=self.metrics, limits=self.config.limits
+        )
+        """The public registry browsers reach (with the ``[limits]``)."""
         if self.config.auth.enabled and "auth" not in self.registry.registered_services:
             self.registry.register_service(AuthService("auth", build_verifier(self.config.auth)))
         self.backend_registry = ServiceRegistry(
@@ -474,7 +476,8 @@ class SnorkyServer:
         await self.broker.close()
 
     def info(self) -> dict[str, Any]:
-        """Server facts for the status page: version, connections, services, endpoints."""
+        """Server facts for the status page: version, connections, services, endpoints, and
+        how many times each limit refused something (``limits``: limit name -> count)."""
         fe = self.config.frontend
         return {
             "version": __version__,
@@ -488,6 +491,7 @@ class SnorkyServer:
                 else "closed (no API key)"
             ),
             "broker": self.broker.stats(),
+            "limits": dict(self.registry.limiter.hits) if self.registry.limiter is not None else {},
         }
 
 
