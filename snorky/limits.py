@@ -60,11 +60,15 @@ LIMIT_NAMES = ("channels_per_connection", "connections_per_identity", "commands_
 ALLOWED = 0
 """:meth:`Limiter.command`: the message goes on (falsy, so that the caller tests one value)."""
 HELD = 1
-""":meth:`Limiter.command`: the message waits until the connection's identity is admitted."""
+""":meth:`Limiter.command`: the message waits until the connection's identity is admitted (or
+is dropped: the connection is being closed)."""
 REFUSED = 2
 """:meth:`Limiter.command`: the message is answered ``too_many_requests``."""
 CLOSE = 3
 """:meth:`Limiter.command`: the client kept sending while refused: close it with 4029."""
+
+_CLOSING: list[str | bytes] = []
+"""The held messages of a client being closed for its rate: none are kept (never appended to)."""
 
 _IDENTITY_KEY = "snorky.identity:"
 """The broker presence key of an identity's connections is this followed by the identity's JSON."""
@@ -274,7 +278,7 @@ class Limiter:
     def release(self, client: Any) -> list[str | bytes]:
         """Stop holding ``client``'s messages; return those held, in order."""
         bucket = self._buckets.get(client)
-        if bucket is None or bucket.held is None:
+        if bucket is None or bucket.held is None or bucket.held is _CLOSING:
             return []
         held, bucket.held = bucket.held, None
         if not self._rate:
@@ -294,8 +298,10 @@ class Limiter:
         bucket = self._buckets.get(client)
         if bucket is None:
             return ALLOWED
-        if bucket.held is not None:
-            bucket.held.append(message)
+        held = bucket.held
+        if held is not None:
+            if held is not _CLOSING:
+                held.append(message)
             return HELD
         now = self.clock()
         tokens = bucket.tokens + (now - bucket.stamp) * self._rate
@@ -307,8 +313,8 @@ class Limiter:
             bucket.tokens = tokens
             bucket.refusing = False
             return ALLOWED
-        if tokens <= self._debt:
-            bucket.tokens = self._debt
+        if tokens < self._debt:
+            bucket.held = _CLOSING  # what it sends until it is gone is dropped
             return CLOSE
         bucket.tokens = tokens
         return REFUSED
@@ -360,10 +366,10 @@ class Limiter:
             hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
             for hop in reversed(hops):
                 if _address(hop) is None:
-                    break  # garbage: trust nothing further left
+                    return peer  # garbage: trust nothing from here on
                 if not self._is(hop, self._trusted):
                     return hop
-            if hops and _address(hops[0]) is not None:
+            if hops:
                 return hops[0]  # every hop is a trusted proxy
         real = header("X-Real-IP")
         if real and _address(real) is not None:
