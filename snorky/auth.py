@@ -10,8 +10,16 @@ A token is a JWT (PyJWT) with these claims:
 ``info``
     optional public data about the user, shown in presence (``client.info``);
 ``channels``
-    optional list of channel grants, read by authorization hooks through
-    :func:`granted`.
+    optional list of channel grants (exact names and ``prefix*`` patterns): the
+    namespaces that say ``allow_subscribe = "granted"`` admit them, and
+    authorization hooks read them through :func:`granted`;
+``subscriptions``
+    optional list of PubSub channels the connection is subscribed to as soon as
+    it connects (without any rule checked: the application signed it).
+
+A *subscription token* (:func:`sign_subscription_token`) has a ``channel`` claim
+instead: it admits its ``sub`` to that one channel, sent with ``subscribe``; it
+is refused as a connection token.
 
 HS256 with a shared secret is the default; RS256 and ES256 public keys are
 accepted when configured. :func:`sign_token` makes tokens (also as
@@ -35,6 +43,7 @@ __all__ = [
     "AuthError",
     "TokenVerifier",
     "sign_token",
+    "sign_subscription_token",
     "granted",
     "weak_secret",
     "ASYMMETRIC_ALGORITHMS",
@@ -137,9 +146,10 @@ class TokenVerifier:
             raise AuthError("Token expired", "token_expired") from None
         except jwt.PyJWTError:
             raise AuthError("Invalid token", "invalid_token") from None
-        channels = claims.get("channels")
-        if channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
-            raise AuthError("Invalid token", "invalid_token")
+        for claim in ("channels", "subscriptions"):
+            names = claims.get(claim)
+            if names is not None and not (isinstance(names, list) and all(isinstance(c, str) for c in names)):
+                raise AuthError("Invalid token", "invalid_token")
         return claims
 
 
@@ -182,6 +192,27 @@ def sign_token(
         raise ValueError(f"{algorithm} needs {'a private key' if algorithm in ASYMMETRIC_ALGORITHMS else 'a secret'}")
     with _short_key_said():
         return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def sign_subscription_token(
+    sub: Any,
+    channel: str,
+    secret: str | None = None,
+    *,
+    ttl: float = 300,
+    algorithm: str = "HS256",
+    private_key: str | bytes | None = None,
+    now: float | None = None,
+) -> str:
+    """Sign a token that lets identity ``sub`` subscribe to ``channel``, for ``ttl`` seconds.
+
+    The client sends it with ``subscribe`` (``token``); a namespace whose rules would
+    refuse the subscription admits it. ``sub`` is the connection's identity, ``""``
+    for an anonymous connection. Other arguments as :func:`sign_token`.
+    """
+    if not isinstance(channel, str) or not channel:
+        raise ValueError("a subscription token needs a channel name")
+    return sign_token(sub, secret, ttl=ttl, algorithm=algorithm, private_key=private_key, now=now, channel=channel)
 
 
 def granted(client: Any, channel: Any) -> bool:

@@ -38,7 +38,8 @@ class ChannelMap:
             (``{"type": "gap", field: channel, "missed": n}``).
         gaps: whether a gap in a topic is pushed to the channel's clients.
         on_message: called as ``on_message(channel, out)`` before a message from
-            the broker is fanned out (Chat keeps its history there).
+            the broker is fanned out (Chat keeps its history there); when it
+            returns true, the message was for the service, not the clients.
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class ChannelMap:
         *,
         field: str = "channel",
         gaps: bool = True,
-        on_message: Callable[[Any, Outbound], None] | None = None,
+        on_message: Callable[[Any, Outbound], bool | None] | None = None,
     ) -> None:
         self.service = service
         self.prefix = service.name if prefix is None else prefix
@@ -90,7 +91,7 @@ class ChannelMap:
         """Whether ``client`` is in ``channel``."""
         return self.clients.in_set(channel, client)
 
-    def add(self, client: Any, channel: Any) -> MaybeAwaitable[None]:
+    def add(self, client: Any, channel: Any, *, limited: bool = True) -> MaybeAwaitable[None]:
         """Put ``client`` in ``channel``, listening to its topic if it is new here.
 
         Returns the broker's answer to the subscription: on a networked broker, an
@@ -99,13 +100,14 @@ class ChannelMap:
 
         The map a service shows as its :attr:`~snorky.services.service.Service.channel_map`
         counts toward the registry's ``channels_per_connection`` limit, if it has one;
-        nothing changes when the limit refuses the channel.
+        nothing changes when the limit refuses the channel. ``limited=False`` (a
+        subscription the server decided) is counted but never refused.
 
         Raises:
             RPCError: ``too_many_channels``.
         """
         registry = self.service.registry
-        if registry is not None and registry.limiter is not None and self.service.channel_map is self:
+        if limited and registry is not None and registry.limiter is not None and self.service.channel_map is self:
             if not self.clients.in_set(channel, client):
                 registry.limiter.check_channels(client, registry.registered_services.values())
         topic = self.topic(channel)
@@ -115,6 +117,13 @@ class ChannelMap:
         self.clients.add(channel, client)
         self.channels.add(client, channel)
         return ready
+
+    def listening(self, channel: Any) -> MaybeAwaitable[None]:
+        """Done once this node receives every message of ``channel``'s topic (call it while
+        the channel has local clients here: it does not add a subscription of its own)."""
+        if channel not in self.clients:
+            raise KeyError(channel)
+        return self.service.broker.subscribe(self.topic(channel), self._message, self._gap if self.gaps else None)
 
     def remove(self, client: Any, channel: Any) -> bool:
         """Take ``client`` out of ``channel``; return whether the channel has no one left here.
@@ -175,8 +184,8 @@ class ChannelMap:
         clients = self.clients.get(channel)
         if not clients:
             return
-        if self.on_message is not None:
-            self.on_message(channel, out)
+        if self.on_message is not None and self.on_message(channel, out):
+            return
         self.send(clients, out)
 
     def _gap(self, topic: str, count: int) -> None:

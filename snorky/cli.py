@@ -42,12 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("-c", "--config", metavar="FILE", help="read the URL and API key from this file")
     publish.add_argument("--api-key", help="API key (default: SNORKY_API_KEY, else the config file)")
 
-    token = commands.add_parser("token", help="sign a client token (JWT) for an identity")
+    token = commands.add_parser(
+        "token", help="sign a client token (JWT) for an identity, or with --channel a subscription token"
+    )
     token.add_argument("--sub", required=True, help="the identity")
     token.add_argument("--secret", help="HS256 secret (default: SNORKY_TOKEN_SECRET, else the config file)")
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--info", help="public user data, as JSON")
-    token.add_argument("--channel", action="append", dest="channels", help="a channel grant (repeatable)")
+    token.add_argument(
+        "--grant", action="append", dest="channels", help="a channel grant, name or prefix* (repeatable)"
+    )
+    token.add_argument(
+        "--subscribe", action="append", dest="subscriptions", help="a channel subscribed at connect (repeatable)"
+    )
+    token.add_argument("--channel", help="sign a subscription token for this one channel instead")
     token.add_argument("--algorithm", default="HS256", help="HS256 (default), RS256 or ES256")
     token.add_argument("--private-key", metavar="FILE", help="PEM private key for RS256/ES256")
     token.add_argument("-c", "--config", metavar="FILE", help="read [auth] secret from this file")
@@ -169,7 +177,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from snorky.auth import sign_token, weak_secret
+    from snorky.auth import sign_subscription_token, sign_token, weak_secret
 
     config = Config.load(args.config)
     info = None
@@ -187,16 +195,26 @@ def _token(args: argparse.Namespace) -> int:
     weak = None if private_key else weak_secret(secret, args.algorithm)
     if weak is not None:
         print(f"snorky: warning: {weak}", file=sys.stderr)
+    if args.channel is not None and (args.channels or args.subscriptions or info is not None):
+        print("snorky: --channel signs a subscription token: no --grant, --subscribe or --info", file=sys.stderr)
+        return 2
+    extra = {"subscriptions": args.subscriptions} if args.subscriptions else {}
     try:
-        token = sign_token(
-            args.sub,
-            secret,
-            ttl=args.ttl,
-            info=info,
-            channels=args.channels,
-            algorithm=args.algorithm,
-            private_key=private_key,
-        )
+        if args.channel is not None:
+            token = sign_subscription_token(
+                args.sub, args.channel, secret, ttl=args.ttl, algorithm=args.algorithm, private_key=private_key
+            )
+        else:
+            token = sign_token(
+                args.sub,
+                secret,
+                ttl=args.ttl,
+                info=info,
+                channels=args.channels,
+                algorithm=args.algorithm,
+                private_key=private_key,
+                **extra,
+            )
     except (ValueError, NotImplementedError) as error:
         print(f"snorky: cannot sign: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from snorky.errors import ConfigError
 from snorky.limits import LimitsConfig
 from snorky.logs import LOG_FORMATS
+from snorky.namespaces import Namespace, Namespaces
 from snorky.options import fill_options, pop_option, suggest, unknown_key
 from snorky.request_handlers.options import TransportOptions
 
@@ -33,6 +34,7 @@ __all__ = [
     "RedisConfig",
     "MetricsConfig",
     "LimitsConfig",
+    "EMBEDDED",
     "ServiceSpec",
     "BUILTIN_SERVICES",
     "load_class",
@@ -52,6 +54,16 @@ BUILTIN_SERVICES: dict[str, str] = {
 """Short names accepted for ``class`` in service tables."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+EMBEDDED = "(embedded defaults)"
+"""The ``source`` of a configuration read from no file."""
+
+
+def embedded_namespaces() -> Namespaces:
+    """The namespaces of the embedded defaults: anyone may subscribe and publish, so that the
+    README's first example works with no file. A configuration file starts from
+    :class:`~snorky.namespaces.Namespaces` instead, where clients publish nowhere."""
+    return Namespaces(Namespace(allow_publish="anyone"))
 
 
 @dataclass
@@ -189,11 +201,14 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    namespaces: Namespaces = field(default_factory=embedded_namespaces)
+    """Who may subscribe, publish, and see presence and history, by channel namespace
+    (``[namespaces]``); applied to every PubSub service."""
     services: list[ServiceSpec] = field(default_factory=_default_services)
     backend_services: list[ServiceSpec] | None = None
     """Backend services; ``None`` (not configured): one backend for each frontend
     service that has one (PubSub, DataSync, Progress), under the same name."""
-    source: str = "(embedded defaults)"
+    source: str = EMBEDDED
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
@@ -204,7 +219,7 @@ class Config:
         """
         env = dict(os.environ) if env is None else env
         data: dict[str, Any] = {}
-        source = "(embedded defaults)"
+        source = EMBEDDED
         if path is not None:
             source = str(path)
             try:
@@ -255,6 +270,9 @@ class Config:
             config.limits.__post_init__()
         except ValueError as error:
             raise ConfigError(f"{source}: [limits] {error}") from None
+        if source != EMBEDDED:  # a file says who may publish; saying nothing allows no client
+            table = dict(pop_option(data, "namespaces", dict, {}, source))
+            config.namespaces = Namespaces.from_config(table, f"{source}: [namespaces]")
 
         if "services" in data:
             config.services = _specs(pop_option(data, "services", dict, {}, source), f"{source}: [services]")

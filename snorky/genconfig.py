@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import Any
 
 from snorky.config import AuthConfig, BackendConfig, Config, FrontendConfig, LimitsConfig, MetricsConfig, RedisConfig
+from snorky.namespaces import Namespace
 from snorky.request_handlers.options import TransportOptions
 
 __all__ = ["generate", "option_docs", "SECTIONS"]
@@ -28,12 +29,21 @@ SECTIONS: list[tuple[str | None, list[type], str]] = [
     ("backend", [BackendConfig], "The private port application servers call (opened only with an API key)."),
     ("auth", [AuthConfig], "Client tokens (JWT); with neither a secret nor a public key, tokens are refused."),
     ("metrics", [MetricsConfig], "Prometheus metrics at /metrics (see the metrics page)."),
+    (
+        "namespaces",
+        [Namespace],
+        "Channel rules of PubSub: these keys are the default namespace's (channels without a\n"
+        '# colon); a table [namespaces.NAME] takes the same keys for channels "NAME:...". A\n'
+        "# channel of a namespace that no table names is refused (see the security page).",
+    ),
     ("limits", [LimitsConfig], "Limits on what one connection, identity or address may take (see the security page)."),
 ]
 """The sections written, in order: name (``None`` for the top level), classes, heading comment."""
 
 _NOT_OPTIONS = {
     "source",
+    "name",
+    "namespaces",
     "services",
     "backend_services",
     "frontend",
@@ -53,6 +63,12 @@ _HEADER = """\
 """
 
 _SERVICES = """\
+# A namespace of its own, for example channels "chat:ROOM" that signed-in users
+# subscribe to and publish on once subscribed:
+# [namespaces.chat]
+# allow_subscribe = "authenticated"
+# allow_publish = "subscribers"
+
 # Services, by name. Without a [services] table, one PubSub service named "pubsub".
 # class is a built-in name or a dotted path to a Service subclass; every other key
 # is passed to the class as a keyword argument. The built-in names:

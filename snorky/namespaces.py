@@ -80,16 +80,19 @@ class Namespace:
     allow_history: bool = False
     """Whether those who may subscribe may read the channel's recent messages (history)."""
     join_leave: bool = False
-    """Push a join and a leave event to subscribers when an identity arrives or goes."""
+    """Push a join and a leave to subscribers when a connection with an identity subscribes
+    or goes (one for each connection; anonymous ones are not announced)."""
     history_size: int = 0
     """Messages kept per channel for history and recovery (0: no history)."""
     history_ttl: float = 300.0
     """Seconds a channel's history lives after its last publish."""
     force_recovery: bool = False
-    """Every subscribe answers the stream position, so that every client recovers what it
-    missed after a reconnection (needs history_size)."""
+    """Every subscribe answers the stream position, also to clients that do not ask for it
+    (position or recover), so that any client can recover what it missed after a
+    reconnection (needs history_size; the JavaScript client always asks)."""
     max_presence_members: int = 10_000
-    """Identities a channel's presence may hold; a subscriber beyond is refused (0: no limit)."""
+    """Connections with an identity a channel's presence may hold, on every node; one more
+    is refused (0: no limit)."""
     max_message_size: int = 65_536
     """Largest message a client may publish, in bytes of JSON (0: only max_message_size of
     the transport)."""

@@ -27,7 +27,7 @@ from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, transport_of
-from snorky.config import AuthConfig, Config, ServiceSpec, load_class
+from snorky.config import EMBEDDED, AuthConfig, Config, ServiceSpec, load_class
 from snorky.errors import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConfigError, ListenError
 from snorky.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from snorky.metrics import Metrics
@@ -38,6 +38,7 @@ from snorky.request_handlers.websocket import SnorkyWebSocketHandler
 from snorky.service_registry import ServiceRegistry
 from snorky.services.auth import AuthService
 from snorky.services.control import ControlService
+from snorky.services.pubsub import PubSubService
 from snorky.services.service import Service
 from snorky.version import __version__
 
@@ -106,7 +107,6 @@ def default_backend_services(frontend: dict[str, Service]) -> list[ServiceSpec]:
     """A backend service for each frontend service that has one, under the same name."""
     from snorky.services.datasync import DataSyncService
     from snorky.services.progress import ProgressService
-    from snorky.services.pubsub import PubSubService
 
     backends = {
         PubSubService: "snorky.services.pubsub.PubSubBackend",
@@ -278,6 +278,9 @@ class SnorkyServer:
             build_services(self.config.services), broker=self.broker, metrics=self.metrics, limits=self.config.limits
         )
         """The public registry browsers reach (with the ``[limits]``)."""
+        for service in self.registry.registered_services.values():
+            if isinstance(service, PubSubService) and service.namespaces is None:
+                service.namespaces = self.config.namespaces
         if self.config.auth.enabled and "auth" not in self.registry.registered_services:
             self.registry.register_service(AuthService("auth", build_verifier(self.config.auth)))
         self.backend_registry = ServiceRegistry(
@@ -382,6 +385,11 @@ class SnorkyServer:
             raise
         frontend, backend, own = bound
         assert frontend is not None
+        if self.config.source == EMBEDDED and self.config.namespaces.default.allow_publish == "anyone":
+            logger.warning(
+                "! any client may publish to any channel (the embedded defaults); a configuration file "
+                "allows it only where a namespace says so ([namespaces] allow_publish, see the security page)"
+            )
         await self.broker.start()
         self.frontend_port = self._serve(
             self.frontend_app(), frontend, fe.transport.sockjs_body_limit, fe.header_timeout, fe.body_timeout

@@ -276,6 +276,12 @@ class ServiceRegistry:
                 return
             self.process_message_raw(client, message)
 
+    def client_identified(self, client: Any) -> None:
+        """Tell every service that a connected ``client`` has proved an identity."""
+        if client in self.clients:
+            for service in tuple(self.registered_services.values()):
+                service.client_identified(client)
+
     def client_disconnected(self, client: Any) -> None:
         """Tell every service that ``client`` left; each one drops its state for it."""
         if client in self.clients:

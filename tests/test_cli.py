@@ -354,14 +354,39 @@ class CommandLineTests(unittest.TestCase):
         self.assertIn("http://127.0.0.1:9/backend", result.stderr)
 
     def test_token_command(self):
-        """snorky token signs a token the server's verifier accepts, with info and grants."""
+        """snorky token signs a token the server's verifier accepts, with info, grants and subscriptions."""
         from snorky.auth import TokenVerifier
 
         secret = "cli-token-secret-long-enough-for-hs256"
-        result = run("token", "--sub", "alice", "--secret", secret, "--info", '{"name": "Alice"}', "--channel", "lobby")
+        result = run(
+            "token", "--sub", "alice", "--secret", secret, "--info", '{"name": "Alice"}',
+            "--grant", "lobby", "--grant", "team:*", "--subscribe", "news",
+        )  # fmt: skip
         self.assertEqual(result.returncode, 0, result.stderr)
         claims = TokenVerifier(secret).verify(result.stdout.strip())
-        self.assertEqual((claims["sub"], claims["info"], claims["channels"]), ("alice", {"name": "Alice"}, ["lobby"]))
+        self.assertEqual(
+            (claims["sub"], claims["info"], claims["channels"], claims["subscriptions"]),
+            ("alice", {"name": "Alice"}, ["lobby", "team:*"], ["news"]),
+        )
+
+    def test_subscription_token_command(self):
+        """snorky token --channel signs a subscription token: one channel claim, refused for connecting."""
+        from snorky.auth import TokenVerifier
+        from snorky.services.auth import AuthService
+        from tests.utils import RecordingClient
+
+        secret = "cli-token-secret-long-enough-for-hs256"
+        result = run("token", "--sub", "alice", "--secret", secret, "--channel", "private:x", "--ttl", "60")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        token = result.stdout.strip()
+        claims = TokenVerifier(secret).verify(token)
+        self.assertEqual((claims["sub"], claims["channel"], claims["exp"] - claims["iat"]), ("alice", "private:x", 60))
+        with self.assertRaises(Exception) as refused:
+            AuthService("auth", secret=secret).authenticate_client(RecordingClient(), token)
+        self.assertEqual(getattr(refused.exception, "code", None), "invalid_token")
+        mixed = run("token", "--sub", "alice", "--secret", secret, "--channel", "x", "--grant", "y")
+        self.assertEqual(mixed.returncode, 2)
+        self.assertIn("--channel signs a subscription token", mixed.stderr)
 
     def test_token_with_a_short_secret(self):
         """A short HS256 secret still signs, with one warning in Snorky's words (not PyJWT's)."""
@@ -457,7 +482,7 @@ class GenconfigTests(unittest.TestCase):
         for _section, classes, _heading in SECTIONS:
             for cls in classes:
                 for field in fields(cls):
-                    if field.name not in ("source", "services", "backend_services", "transport"):
+                    if field.name not in ("source", "services", "backend_services", "transport", "name"):
                         if not isinstance(getattr(cls(), field.name), (int, float, str, bool, list, type(None))):
                             continue
                         self.assertRegex(text, rf"(?m)^(# )?{field.name} = ", field.name)

@@ -4,7 +4,6 @@ proxies, the channel count across services, the identity count, and their config
 from __future__ import annotations
 
 import asyncio
-import json
 import unittest
 from typing import Any
 
@@ -230,6 +229,15 @@ class ChannelLimitTests(unittest.TestCase):
         self.registry.client_connected(other)
         call(self.pubsub, other, "subscribe", channel="a")
 
+    def test_the_servers_subscriptions_count_but_are_not_refused(self) -> None:
+        """Channels a token's subscriptions claim names are subscribed past the limit, and count."""
+        client = ClosableClient("carol")
+        client.claims = {"sub": "carol", "subscriptions": [f"s{index}" for index in range(6)]}
+        self.registry.client_connected(client)
+        self.assertEqual(len(self.pubsub.map.channels_of(client)), 6)
+        with self.assertLogs("snorky", "INFO"):
+            self.assertEqual(call_error(self.chat, client, "join", channel="room")[1], "too_many_channels")
+
     def test_0_is_no_limit(self) -> None:
         """channels_per_connection = 0 turns the limit off."""
         registry = ServiceRegistry([PubSubService("pubsub")], limits=LimitsConfig(channels_per_connection=0))
@@ -274,14 +282,14 @@ class IdentityLimitTests(unittest.TestCase):
         self.assertEqual([self.connect(None).closed_with for _ in range(10)], [None] * 10)
 
     def test_identity_key_is_the_identity_json(self) -> None:
-        """Identities that are not strings are counted apart by their JSON, key order aside."""
+        """An identity is counted under its JSON: the number 7 and the string "7" apart."""
         limiter = self.registry.limiter
         assert limiter is not None
-        client = ClosableClient({"b": 1, "a": 2})  # type: ignore[arg-type]
-        self.registry.client_connected(client)
-        self.assertEqual(
-            limiter._members[client][0], "snorky.identity:" + json.dumps({"a": 2, "b": 1}, separators=(",", ":"))
-        )
+        number, text = ClosableClient(7), ClosableClient("7")  # type: ignore[arg-type]
+        self.registry.client_connected(number)
+        self.registry.client_connected(text)
+        self.assertEqual(limiter._members[number][0], "snorky.identity:7")
+        self.assertEqual(limiter._members[text][0], 'snorky.identity:"7"')
 
 
 class AddressTests(unittest.TestCase):

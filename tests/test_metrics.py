@@ -42,7 +42,11 @@ class MetricsTests(AsyncTestCase):
     async def test_counters_move_by_what_was_done(self):
         """Connections, messages, commands, deliveries, errors and disconnects, counted exactly."""
         config = Config.from_dict(
-            {"frontend": {"port": 0, "drain_window": 0}, "backend": {"port": 0, "api_key": "metrics-key"}}
+            {
+                "frontend": {"port": 0, "drain_window": 0},
+                "backend": {"port": 0, "api_key": "metrics-key"},
+                "namespaces": {"allow_publish": "anyone"},
+            }
         )
         self.server = server = SnorkyServer(config)
         await server.start()

@@ -247,12 +247,26 @@ export declare class PubSub extends RPCService {
   readonly restored: Signal<[PubSubRestore]>;
   /** The server ended a subscription; the client has forgotten it. */
   readonly unsubscribed: Signal<[{ type: "unsubscribed"; channel: any }]>;
-  readonly subscriptions: Map<string, { channel: any; epoch: string | null; offset: number | null }>;
-  subscribe(params: { channel: any; recover?: StreamPosition }): Promise<
+  /** The server subscribed this connection; it decides again after a reconnection. */
+  readonly subscribedByServer: Signal<[{ type: "subscribed"; channel: any; offset?: number; epoch?: string }]>;
+  /** A message to this user from the application. */
+  readonly userMessage: Signal<[{ type: "user_message"; message: any }]>;
+  /** A connection joined or left a channel whose namespace announces it. */
+  readonly presenceChanged: Signal<
+    [{ type: "join" | "leave"; channel: any; identity: any; info: any; client: string | null }]
+  >;
+  readonly subscriptions: Map<
+    string,
+    { channel: any; epoch: string | null; offset: number | null; server?: boolean }
+  >;
+  subscribe(params: { channel: any; recover?: StreamPosition; token?: string; position?: boolean }): Promise<
     null | (StreamPosition & { recovered?: boolean; publications?: PublishedMessage[] })
   >;
   unsubscribe(params: { channel: any }): Promise<null>;
   publish(params: { channel: any; message: any }): Promise<null>;
+  presence(params: { channel: any }): Promise<{ identity: any; info: any; connections: number }[]>;
+  presenceStats(params: { channel: any }): Promise<{ identities: number; connections: number }>;
+  history(params: { channel: any; limit?: number }): Promise<StreamPosition & { publications: PublishedMessage[] }>;
   channels(): any[];
 }
 

@@ -25,7 +25,8 @@ async function subscribed(channel, answer) {
 describe("PubSub", () => {
   it("subscribes and dispatches messagePublished (Snorky 0.1)", async () => {
     const { socket, received } = await subscribed("news", null);
-    assert.deepEqual(socket.sent[0].message.params, { channel: "news" });
+    // position: true asks for the stream position of a channel with history (a 0.1 server never had one).
+    assert.deepEqual(socket.sent[0].message.params, { position: true, channel: "news" });
     socket.receive("pubsub", { type: "message", channel: "news", message: "hello" });
     assert.deepEqual(received, ["hello"]);
   });
@@ -56,7 +57,7 @@ describe("PubSub", () => {
     socket.open();
     await settle();
     const [call] = socket.sent;
-    assert.deepEqual(call.message.params, { channel: "news", recover: { offset: 4, epoch: "e1" } });
+    assert.deepEqual(call.message.params, { channel: "news", position: true, recover: { offset: 4, epoch: "e1" } });
     // A live message overtakes the answer: it waits for the missed ones.
     socket.receive("pubsub", message("news", "seven", 7));
     socket.answer(call, {
@@ -88,7 +89,7 @@ describe("PubSub", () => {
     const socket = await reconnect(snorky, Socket);
     socket.open();
     await settle();
-    assert.deepEqual(socket.sent[0].message.params, { channel: { room: 5 } });
+    assert.deepEqual(socket.sent[0].message.params, { channel: { room: 5 }, position: true });
     socket.answer(socket.sent[0], null);
     await settle();
     assert.deepEqual(restores, [{ channel: { room: 5 }, recovered: false, history: false, missed: 0 }]);

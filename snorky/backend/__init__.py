@@ -28,11 +28,12 @@ from typing import Any
 import requests
 from urllib3.exceptions import ConnectTimeoutError
 
-from snorky.auth import sign_token
+from snorky.auth import sign_subscription_token, sign_token
 from snorky.errors import SnorkyError, TransportError
 
 __all__ = [
     "sign_token",
+    "sign_subscription_token",
     "SnorkyError",
     "TransportError",
     "SnorkyHTTPTransport",

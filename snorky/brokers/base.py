@@ -253,6 +253,10 @@ class Broker(ABC):
     def presence_list(self, key: str) -> MaybeAwaitable[dict[str, bytes]]:
         """The live members of ``key`` and their info."""
 
+    def presence_count(self, key: str) -> MaybeAwaitable[int]:
+        """How many live members ``key`` has (a networked broker counts them where they are)."""
+        return then(self.presence_list(key), len)
+
     def watch_presence(  # noqa: B027 - optional: only networked brokers have nodes that die
         self, key: str, on_expired: PresenceHandler | None, on_restored: PresenceHandler | None = None
     ) -> None:

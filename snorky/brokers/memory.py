@@ -151,6 +151,9 @@ class MemoryBroker(Broker):
     def presence_list(self, key: str) -> dict[str, bytes]:
         return dict(self.presence.get(key, {}))
 
+    def presence_count(self, key: str) -> int:
+        return len(self.presence.get(key, ()))
+
     def kv_set(self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False) -> bool:
         now = self.clock()
         current = self.kv.get(key)

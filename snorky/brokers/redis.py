@@ -303,6 +303,14 @@ return {gone, redis.call('HGETALL', KEYS[1])}
 """
 )
 
+_PRESENCE_COUNT = (
+    _SWEEP_EXPIRED
+    + _TRIM_TOMBSTONES
+    + """
+return {gone, redis.call('HLEN', KEYS[1])}
+"""
+)
+
 _SCRIPTS = (
     _PUBLISH_BATCH,
     _READ_HISTORY,
@@ -312,6 +320,7 @@ _SCRIPTS = (
     _PRESENCE_REMOVE,
     _PRESENCE_REFRESH,
     _PRESENCE_LIST,
+    _PRESENCE_COUNT,
 )
 _SHAS = {source: hashlib.sha1(source.encode()).hexdigest() for source in _SCRIPTS}
 
@@ -1599,6 +1608,12 @@ class RedisBroker(Broker):
         if gone:
             self._expired(key, _pairs(gone), remaining)
         return remaining
+
+    async def presence_count(self, key: str) -> int:  # type: ignore[override]
+        gone, count = await self._eval(_PRESENCE_COUNT, self._presence_keys(key), self._presence_args())
+        if gone:
+            self._expired(key, _pairs(gone), await self.presence_list(key))
+        return int(count)
 
     def _expired(self, key: str, expired: dict[str, bytes], remaining: dict[str, bytes]) -> None:
         callback = self._watched.get(key)

@@ -63,6 +63,8 @@ class AuthService(RPCService):
             AuthError: ``invalid_token`` or ``token_expired``.
         """
         claims = self.verifier.verify(token)
+        if "channel" in claims:  # signed for one subscription, not for a connection
+            raise AuthError("Invalid token", "invalid_token")
         if client.identity is not None and client.identity != claims["sub"]:
             raise AuthError("Token is for another identity", "invalid_token")
         client.identity = claims["sub"]
@@ -102,18 +104,21 @@ class AuthService(RPCService):
         fresh = getattr(client, "identity", None) is None
         claims = self.authenticate_client(client, token)
         answer = {"identity": claims["sub"], "info": claims.get("info"), "expiresAt": claims["exp"]}
-        if not fresh or self.registry is None:
+        registry = self.registry
+        if not fresh or registry is None:
             return answer
 
         def decided(admitted: bool) -> dict[str, Any] | None:
             if admitted:
+                if hasattr(registry, "client_identified"):
+                    registry.client_identified(client)
                 return answer
             req.error("Too many connections", "too_many_connections")
             if isinstance(client, Client):
                 client.close(CLOSE_TOO_MANY_CONNECTIONS)
             return None
 
-        return then(self.registry.identified(client), decided)
+        return then(registry.identified(client), decided)
 
     @rpc_command
     def refresh(self, req: Request, token: Any) -> Any:

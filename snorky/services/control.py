@@ -7,8 +7,10 @@ Register it in the *backend* registry, pointing at the public one::
 Commands: ``disconnect(identity)``, ``unsubscribe(identity, service, channel)``,
 ``presence(service, channel)`` and ``info()``. A service takes part in
 ``unsubscribe`` and ``presence`` by implementing ``unsubscribe_identity(identity,
-channel) -> int`` and ``presence(channel) -> list``; ``channel_count() -> int``
-adds it to ``info``, and so does ``stats() -> dict`` (a service's counters).
+channel) -> int`` and ``presence(channel) -> list`` (or ``channel_presence(channel)``,
+for a service whose ``presence`` is a client command, as PubSub's is);
+``channel_count() -> int`` adds it to ``info``, and so does ``stats() -> dict`` (a
+service's counters).
 """
 
 from __future__ import annotations
@@ -110,7 +112,9 @@ class ControlService(RPCService):
     @rpc_command
     def presence(self, req: Request, service: str, channel: Any) -> list[dict[str, Any]]:
         """Who is in ``channel`` of ``service``: ``[{"identity", "info", "connections"}]``."""
-        result: list[dict[str, Any]] = self._service(service, "presence")(channel)
+        found = self.frontend.registered_services.get(service) if isinstance(service, str) else None
+        method = "channel_presence" if hasattr(found, "channel_presence") else "presence"
+        result: list[dict[str, Any]] = self._service(service, method)(channel)
         return result
 
     @rpc_command

@@ -38,6 +38,7 @@ class Registry(Protocol):
     clients: set[Any]
     metrics: Metrics | None
     limiter: Limiter | None
+    auth_service: Any
 
     def identified(self, client: Any) -> bool | Awaitable[bool]:
         """Whether ``client``, which gained an identity after it connected, may keep it."""
@@ -180,6 +181,10 @@ class Service:
 
     def client_connected(self, client: Any) -> None:
         """Called when a client connects to this service's registry (not for backend HTTP)."""
+
+    def client_identified(self, client: Any) -> None:
+        """Called when a connected client proves an identity (``client.identity``) by a
+        command; one identified at connect is told by :meth:`client_connected` alone."""
 
     def client_disconnected(self, client: Any) -> None:
         """Called when a client disconnects; release everything it held."""

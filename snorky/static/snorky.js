@@ -1752,16 +1752,21 @@
       this.restored = new Signal();
       this.subscriptions = /* @__PURE__ */ new Map();
       this.unsubscribed = new Signal();
+      this.subscribedByServer = new Signal();
+      this.userMessage = new Signal();
+      this.presenceChanged = new Signal();
       this.notificationReceived.add(this._onNotification, this);
     }
     /**
      * Subscribe to `channel`. Resolves to `null`, or for a channel with history
-     * to its position `{offset, epoch}`.
-     * @param {{channel: any, recover?: {offset: number, epoch: string}}} params
+     * to its position `{offset, epoch}` (asked with `position: true`, so that the
+     * subscription can be recovered after a reconnection). `token` is a
+     * subscription token for a channel the connection's own token does not grant.
+     * @param {{channel: any, recover?: {offset: number, epoch: string}, token?: string}} params
      */
     async subscribe(params) {
       const key = stableStringify(params.channel);
-      const answer = await this.rpcCall("subscribe", params);
+      const answer = await this.rpcCall("subscribe", { position: true, ...params });
       const entry = this.subscriptions.get(key) ?? { channel: params.channel, epoch: null, offset: null, buffer: null };
       this.subscriptions.set(key, entry);
       if (answer !== null && typeof answer === "object") {
@@ -1784,6 +1789,29 @@
     publish(params) {
       return this.rpcCall("publish", params);
     }
+    /**
+     * Who is subscribed to `channel`, where its namespace allows it:
+     * `[{identity, info, connections}]`.
+     * @param {{channel: any}} params
+     */
+    presence(params) {
+      return this.rpcCall("presence", params);
+    }
+    /**
+     * How many identities and connections are subscribed to `channel`.
+     * @param {{channel: any}} params
+     */
+    presenceStats(params) {
+      return this.rpcCall("presence_stats", params);
+    }
+    /**
+     * The most recent messages of `channel` (at most `limit`), where its namespace
+     * allows it: `{offset, epoch, publications}`.
+     * @param {{channel: any, limit?: number}} params
+     */
+    history(params) {
+      return this.rpcCall("history", params);
+    }
     /** The channels subscribed to. */
     channels() {
       return [...this.subscriptions.values()].map((entry) => entry.channel);
@@ -1792,6 +1820,21 @@
       if (message.type === "unsubscribed") {
         this.subscriptions.delete(stableStringify(message.channel));
         this.unsubscribed.dispatch(message);
+        return;
+      }
+      if (message.type === "subscribed") {
+        const entry2 = { channel: message.channel, epoch: null, offset: null, buffer: null, server: true };
+        this.subscriptions.set(stableStringify(message.channel), entry2);
+        this._deliverRecovered(entry2, message);
+        this.subscribedByServer.dispatch(message);
+        return;
+      }
+      if (message.type === "user_message") {
+        this.userMessage.dispatch(message);
+        return;
+      }
+      if (message.type === "join" || message.type === "leave") {
+        this.presenceChanged.dispatch(message);
         return;
       }
       if (message.type !== "message") {
@@ -1833,10 +1876,15 @@
         return;
       }
       const failures = [];
+      for (const [key, entry] of [...this.subscriptions.entries()]) {
+        if (entry.server) {
+          this.subscriptions.delete(key);
+        }
+      }
       await Promise.all(
         [...this.subscriptions.entries()].map(async ([key, entry]) => {
           const history = entry.epoch !== null && entry.offset !== null;
-          const params = { channel: entry.channel };
+          const params = { channel: entry.channel, position: true };
           if (history) {
             params.recover = { offset: entry.offset, epoch: entry.epoch };
           }

@@ -145,7 +145,9 @@ class Cluster:
         with open(self.path, "w") as f:
             f.write(
                 f'broker = "{redis_url}"\nlog_level = "info"\n[redis]\nprefix = "{prefix}"\n'
-                f"heartbeat = {heartbeat}\npresence_ttl = {presence_ttl}\ntimeout = {timeout}\n" + config
+                f"heartbeat = {heartbeat}\npresence_ttl = {presence_ttl}\ntimeout = {timeout}\n"
+                # The clients of these tests publish, which a configuration file must allow.
+                '[namespaces]\nallow_publish = "anyone"\n' + config
             )
         self.nodes: list[Node] = []
         self.pages: list[Page] = []

@@ -1,6 +1,8 @@
 """PubSub across several `snorky serve` processes on one Redis."""
 
 import secrets
+import signal
+import time
 
 from tornado.testing import AsyncTestCase, gen_test
 
@@ -13,6 +15,10 @@ sockjs_prefix = ""
 [services.pubsub]
 class = "pubsub"
 history = [{channel = "feed*", size = 1000, ttl = 300}]
+[namespaces.room]
+allow_subscribe = "authenticated"
+join_leave = true
+allow_presence = true
 """
 
 
@@ -61,3 +67,21 @@ class PubSubClusterTests(AsyncTestCase):
         self.assertTrue(reply["recovered"])
         self.assertEqual([p["message"] for p in reply["publications"]], [5, 6, 7, 8])
         self.assertEqual(reply["epoch"], position["epoch"])
+
+    @gen_test(timeout=60)
+    async def test_killed_node_subscribers_leave(self):
+        """In a join_leave namespace, the subscribers of a node killed with SIGKILL are announced
+        as gone once their presence expires, and presence no longer lists them."""
+        a, b = await self.cluster.start_node("a"), await self.cluster.start_node("b")
+        alice, bob = await self.cluster.page(a, "alice"), await self.cluster.page(b, "bob")
+        await alice.call("pubsub", "subscribe", channel="room:1")
+        await bob.call("pubsub", "subscribe", channel="room:1")
+        joined = await alice.next("pubsub", "join")
+        self.assertEqual(joined["identity"], "bob")
+        killed = time.monotonic()
+        await b.stop(signal.SIGKILL)
+        left = await alice.next("pubsub", "leave", timeout=20)
+        self.assertEqual((left["identity"], left["client"]), ("bob", joined["client"]))
+        self.assertLess(time.monotonic() - killed, 15)
+        members = await alice.call("pubsub", "presence", channel="room:1")
+        self.assertEqual([m["identity"] for m in members], ["alice"])

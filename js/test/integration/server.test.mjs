@@ -46,6 +46,10 @@ dealers = ["integration_dealers.Items"]
 [services.progress]
 class = "progress"
 
+# The clients of these tests publish, which a configuration file must allow.
+[namespaces]
+allow_publish = "anyone"
+
 [backend_services.pubsub]
 class = "pubsub_backend"
 frontend = "pubsub"
