@@ -595,7 +595,7 @@ class _PresenceLedger:
         self.refreshing: asyncio.Future[None] | None = None
         """Done when the refresh in flight is."""
         self.leaving: dict[tuple[str, str, str], None] = {}
-        """(key, member, token) of removals not done yet (Redis unreachable)."""
+        """(key, member, token) of removals not done yet (waiting their turn, or for Redis)."""
         self._tails: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._numbers = itertools.count(1)
 
@@ -1584,23 +1584,24 @@ class RedisBroker(Broker):
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             done.set_result(False)
             return done
+        # Leaving from now on: a close before the removal is done (waiting its turn, or for
+        # Redis) does it itself.
+        self._ledger.leaving[key, member, token] = None
         return self._ledger.after(
             key, member, lambda: self._remove_presence(key, member, token), removal=True, patience=self.timeout
         )
 
     async def _remove_presence(self, key: str, member: str, token: str) -> bool:
-        leaving = (key, member, token)
-        self._ledger.leaving[leaving] = None
-        try:
-            while True:
-                try:
-                    args = [*self._presence_args(), member, token]
-                    return bool(await self._eval(_PRESENCE_REMOVE, self._presence_keys(key), args) >= 0)
-                except BrokerUnavailable:
-                    assert self._back is not None
-                    await self._back.wait()  # the outage ends when Redis answers again
-        finally:
-            del self._ledger.leaving[leaving]
+        while True:
+            try:
+                args = [*self._presence_args(), member, token]
+                removed = bool(await self._eval(_PRESENCE_REMOVE, self._presence_keys(key), args) >= 0)
+            except BrokerUnavailable:
+                assert self._back is not None
+                await self._back.wait()  # the outage ends when Redis answers again
+            else:
+                del self._ledger.leaving[key, member, token]
+                return removed
 
     async def presence_list(self, key: str) -> dict[str, bytes]:  # type: ignore[override]
         gone, current = await self._eval(_PRESENCE_LIST, self._presence_keys(key), self._presence_args())
