@@ -1146,7 +1146,9 @@ class RedisBroker(Broker):
                     await pubsub.subscribe(*[self._channel(t) for t in added])
                 logger.debug("= subscriber connected, %d topic(s)", len(self.handlers))
                 backoff = self.reconnect_min
-                while True:
+                # Not ``while True``: redis-py may swallow the cancellation that close() sends
+                # while it waits for a message; the flag ends the loop anyway.
+                while not self._closing:
                     message = await pubsub.get_message(timeout=self.heartbeat)
                     if message is not None and message["type"] == "subscribe":
                         self._subscription_confirmed(message["channel"])
