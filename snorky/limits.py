@@ -347,8 +347,7 @@ class Limiter:
                 count += len(channel_map.channels.get(client) or ())
         if count >= limit:
             self.hit("channels_per_connection")
-            logger.info("! %r refused a channel: in %d already (channels_per_connection)", client, count)
-            raise RPCError("Too many channels", "too_many_channels")
+            raise RPCError("Too many channels", "too_many_channels")  # logged once, as every refused call
 
     # Addresses --------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 compat_log = logging.getLogger("snorky")
 """Where the lines Snorky 0.1 logged go, in 0.1's words (apps and tests match them)."""
 
+_PEEK_LIMIT = 64 * 1024
+"""A message refused for the client's rate is read for its service and ``callId`` (so that the
+refusal can name them) only up to this size."""
+
 
 class ServiceRegistry:
     """A set of services, each under its name, and the clients connected to them.
@@ -72,7 +76,7 @@ class ServiceRegistry:
         that connects then is closed at once with 1013 (try again later, with backoff)."""
         self.limiter: Limiter | None = Limiter(limits, self.broker, metrics) if limits is not None else None
         """Enforces the limits and keeps their state (``None``: no limits); it may also be set
-        after the registry is made."""
+        after the registry is made (clients already connected are then not limited)."""
         self._emptied: asyncio.Event | None = None
         self._deciding: set[asyncio.Future[Any]] = set()
         for service in services or ():
@@ -187,10 +191,11 @@ class ServiceRegistry:
                 limiter.config.commands_per_second,
             )
         service = content = None
-        try:
-            service, content = parse_envelope(decode(msg))
-        except ProtocolError:
-            pass
+        if len(msg) <= _PEEK_LIMIT:  # a flood of large messages is not decoded only to be refused
+            try:
+                service, content = parse_envelope(decode(msg))
+            except ProtocolError:
+                pass
         self.reject(client, "too_many_requests", service if service in self.registered_services else None, content)
 
     def reject(self, client: Any, code: str, service: str | None = None, content: Any = None) -> None:

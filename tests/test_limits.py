@@ -140,6 +140,16 @@ class RegistryCommandTests(unittest.TestCase):
         self.assertEqual(self.client.sent[-1]["service"], None)
         self.assertEqual(self.client.sent[-1]["message"]["code"], "too_many_requests")
 
+    def test_a_large_refused_message_is_not_read(self) -> None:
+        """A refused message over 64 KiB is answered without being decoded (no callId)."""
+        for _ in range(2):
+            self.registry.process_message_raw(self.client, "{}")
+        big = rpc_frame("pubsub", "subscribe", 9, channel="x" * 70_000)
+        with self.assertLogs("snorky.service_registry", "WARNING"):
+            self.registry.process_message_raw(self.client, big)
+        self.assertEqual(self.client.sent[-1]["message"]["code"], "too_many_requests")
+        self.assertEqual((self.client.sent[-1]["service"], self.client.sent[-1]["message"]["callId"]), (None, None))
+
     def test_keeps_going_closed_4029(self) -> None:
         """One message past commands_close_after refused ones, the client is closed with 4029."""
         with self.assertLogs("snorky.service_registry", "WARNING") as logs:
@@ -422,7 +432,7 @@ class ErrorTests(unittest.TestCase):
         pubsub = PubSubService("pubsub")
         client = ClosableClient()
         pubsub.map.add(client, "a")
-        with self.assertLogs("snorky.limits", "INFO"), self.assertRaises(RPCError) as caught:
+        with self.assertRaises(RPCError) as caught:
             lim.check_channels(client, [pubsub])
         self.assertEqual(caught.exception.code, "too_many_channels")
 
