@@ -10,11 +10,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from snorky.config import Config
 from snorky.errors import ConfigError, ListenError, SnorkyError
 from snorky.logs import LOG_FORMATS, JSONFormatter, setup_logging
 from snorky.version import __version__
+
+if TYPE_CHECKING:
+    from snorky.server import SnorkyServer
 
 __all__ = ["main"]
 
@@ -99,6 +103,14 @@ def _importable_config_folder(path: str | None) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _importable_config_folder(args.config)
+    config = _serve_config(args)
+    handler = setup_logging(config.log_level, config.log_format)
+    asyncio.run(_run_server(config, handler, args))
+    return 0
+
+
+def _serve_config(args: argparse.Namespace) -> Config:
+    """The configuration file (or the defaults), with the command line's options over it."""
     config = Config.load(args.config)
     if args.address is not None:
         config.frontend.address = args.address
@@ -110,23 +122,21 @@ def _serve(args: argparse.Namespace) -> int:
         config.log_level = args.log_level
     if args.log_format is not None:
         config.log_format = args.log_format
-    handler = setup_logging(config.log_level, config.log_format)
-    asyncio.run(_run_server(config, handler))
-    return 0
+    return config
 
 
-async def _run_server(config: Config, log_handler: logging.Handler) -> None:
+async def _run_server(config: Config, log_handler: logging.Handler, args: argparse.Namespace) -> None:
     from snorky.server import SnorkyServer
 
     server = SnorkyServer(config)
+    server.log_handler = log_handler
     if isinstance(log_handler.formatter, JSONFormatter):
         log_handler.formatter.node = server.broker.node_id
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    # SIGHUP would end the process; a server asked to reload must keep serving.
-    loop.add_signal_handler(signal.SIGHUP, _on_hangup)
+    loop.add_signal_handler(signal.SIGHUP, _on_hangup, server, args)
     await server.start()
     print(
         f"Snorky {__version__} serving on http://{config.frontend.address}:{server.frontend_port}"
@@ -150,8 +160,18 @@ async def _run_server(config: Config, log_handler: logging.Handler) -> None:
     logger.info("= stopped")
 
 
-def _on_hangup() -> None:
-    logger.warning("! SIGHUP: configuration reload is not supported yet; still serving as before")
+def _on_hangup(server: SnorkyServer, args: argparse.Namespace) -> None:
+    """SIGHUP: read the configuration file again and apply what can change while serving."""
+    if args.config is None:
+        logger.info("= SIGHUP: no configuration file (--config) to reload")
+        return
+    logger.info("= SIGHUP: reloading %s", args.config)
+    try:
+        server.reload(_serve_config(args))
+    except ConfigError as error:
+        logger.error("! SIGHUP: %s; configuration unchanged", error)
+    except Exception:
+        logger.exception("! SIGHUP: reload failed; configuration unchanged")
 
 
 def _publish(args: argparse.Namespace) -> int:

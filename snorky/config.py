@@ -34,6 +34,7 @@ __all__ = [
     "RedisConfig",
     "MetricsConfig",
     "LimitsConfig",
+    "AdminConfig",
     "EMBEDDED",
     "ServiceSpec",
     "BUILTIN_SERVICES",
@@ -133,6 +134,16 @@ class MetricsConfig:
 
 
 @dataclass
+class AdminConfig:
+    """The admin page at /admin on the backend port (see the admin page)."""
+
+    password: str | None = None
+    """The password of the admin page; ``SNORKY_ADMIN_PASSWORD`` overrides it.
+
+    Without one the page is not served (/admin answers 404)."""
+
+
+@dataclass
 class AuthConfig:
     """How client tokens are verified; with neither key, tokens are refused."""
 
@@ -201,6 +212,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     namespaces: Namespaces = field(default_factory=embedded_namespaces)
     """Who may subscribe, publish, and see presence and history, by channel namespace
     (``[namespaces]``); applied to every PubSub service."""
@@ -212,7 +224,8 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
-        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY`` from ``env``.
+        """Read ``path`` (TOML) over the defaults, then apply ``SNORKY_API_KEY``,
+        ``SNORKY_TOKEN_SECRET`` and ``SNORKY_ADMIN_PASSWORD`` from ``env``.
 
         Raises:
             ConfigError: the file cannot be read or parsed, or a value is wrong.
@@ -235,6 +248,8 @@ class Config:
             config.backend.api_key = env["SNORKY_API_KEY"]
         if env.get("SNORKY_TOKEN_SECRET"):
             config.auth.secret = env["SNORKY_TOKEN_SECRET"]
+        if env.get("SNORKY_ADMIN_PASSWORD"):
+            config.admin.password = env["SNORKY_ADMIN_PASSWORD"]
         return config
 
     @classmethod
@@ -270,6 +285,7 @@ class Config:
             config.limits.__post_init__()
         except ValueError as error:
             raise ConfigError(f"{source}: [limits] {error}") from None
+        fill_options(config.admin, dict(pop_option(data, "admin", dict, {}, source)), f"{source}: [admin]")
         if source != EMBEDDED:  # a file says who may publish; saying nothing allows no client
             table = dict(pop_option(data, "namespaces", dict, {}, source))
             config.namespaces = Namespaces.from_config(table, f"{source}: [namespaces]")

@@ -178,16 +178,23 @@ class Limiter:
         self.clock = clock
         self.hits: dict[str, int] = dict.fromkeys(LIMIT_NAMES, 0)
         """Limit name -> how many times it refused something here."""
-        self._rate = float(config.commands_per_second)
-        self._burst = float(config.commands_burst)
-        self._debt = -float(config.commands_close_after) if config.commands_close_after else -math.inf
         self._buckets: dict[Any, _Bucket] = {}
-        self._exempt = _networks(config.exempt_addresses)
-        self._trusted = _networks(config.trusted_proxies)
+        self.reconfigured()
         self._addresses: OrderedDict[str, _Bucket] = OrderedDict()
         self._members: dict[Any, tuple[str, str]] = {}
         self._next_member = itertools.count(1)
         self._background: set[asyncio.Future[Any]] = set()
+
+    def reconfigured(self) -> None:
+        """Take :attr:`config` as it is now (a reload changed it): every limit applies from
+        the next message, subscribe or connection on. A command rate that was 0 applies to
+        the connections opened from then on."""
+        config = self.config
+        self._rate = float(config.commands_per_second)
+        self._burst = float(config.commands_burst)
+        self._debt = -float(config.commands_close_after) if config.commands_close_after else -math.inf
+        self._exempt = _networks(config.exempt_addresses)
+        self._trusted = _networks(config.trusted_proxies)
 
     def hit(self, limit: str) -> None:
         """Count one refusal by ``limit`` (one of :data:`LIMIT_NAMES`)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from snorky.client import Client
 
-__all__ = ["JSONFormatter", "TEXT_FORMAT", "setup_logging", "LOG_FORMATS"]
+__all__ = ["JSONFormatter", "TEXT_FORMAT", "setup_logging", "formatter_for", "LOG_FORMATS"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """The text format: time, level, logger, message."""
@@ -70,13 +70,18 @@ def _client_of(args: Any) -> Client | None:
     return None
 
 
+def formatter_for(log_format: str, node: str | None = None) -> logging.Formatter:
+    """The formatter of ``log_format`` (``"text"`` or ``"json"``)."""
+    return JSONFormatter(node) if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
 def setup_logging(level: str, log_format: str = "text", node: str | None = None) -> logging.Handler:
     """Send log lines to standard error at ``level``, in ``log_format``; return the handler.
 
     Replaces any handler installed on the root logger before.
     """
     handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter(node) if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(formatter_for(log_format, node))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -122,6 +122,22 @@ class Metrics:
             self.deliveries.labels(service).inc(recipients)
             self.bytes_written.labels(service).inc(recipients * size)
 
+    def totals(self) -> dict[str, float]:
+        """The event counters summed over their labels (the admin page's rates come from them)."""
+        counters = {
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "received": self.messages_received,
+            "sent": self.messages_sent,
+            "deliveries": self.deliveries,
+            "bytes_written": self.bytes_written,
+            "errors": self.errors,
+        }
+        return {
+            name: sum(s.value for family in counter.collect() for s in family.samples if s.name.endswith("_total"))
+            for name, counter in counters.items()
+        }
+
     # Exposition -------------------------------------------------------------------
 
     def exposition(self) -> bytes:

@@ -16,6 +16,8 @@ import inspect
 import logging
 import random
 import socket
+import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +25,20 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
+from snorky.admin import admin_routes
 from snorky.auth import TokenVerifier
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, transport_of
 from snorky.config import EMBEDDED, AuthConfig, Config, ServiceSpec, load_class
 from snorky.errors import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, ConfigError, ListenError
+from snorky.logs import formatter_for
 from snorky.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from snorky.metrics import Metrics
 from snorky.options import suggest
+from snorky.reload import ReloadReport, changed_options
 from snorky.request_handlers.http import BackendHTTPHandler
+from snorky.request_handlers.options import TransportOptions
 from snorky.request_handlers.sockjs import SnorkySockJSHandler
 from snorky.request_handlers.websocket import SnorkyWebSocketHandler
 from snorky.service_registry import ServiceRegistry
@@ -43,6 +49,8 @@ from snorky.services.service import Service
 from snorky.version import __version__
 
 __all__ = ["SnorkyServer", "build_services", "CLIENT_JS"]
+
+_TRANSPORT_OPTIONS = frozenset(f.name for f in fields(TransportOptions))
 
 CLIENT_JS = Path(__file__).parent / "static" / "snorky.js"
 """The JavaScript client shipped in the package, served at ``/snorky.js``."""
@@ -281,8 +289,10 @@ class SnorkyServer:
         for service in self.registry.registered_services.values():
             if isinstance(service, PubSubService) and service.namespaces is None:
                 service.namespaces = self.config.namespaces
+        self._auth: AuthService | None = None
         if self.config.auth.enabled and "auth" not in self.registry.registered_services:
-            self.registry.register_service(AuthService("auth", build_verifier(self.config.auth)))
+            self._auth = AuthService("auth", build_verifier(self.config.auth))
+            self.registry.register_service(self._auth)
         self.backend_registry = ServiceRegistry(
             build_services(
                 self.config.backend_services
@@ -301,11 +311,20 @@ class SnorkyServer:
         self.metrics_port: int | None = None
         self.draining = False
         """Set once the server starts to stop: ``/ready`` answers 503 from then on."""
+        self.started_at: float | None = None
+        """``time.monotonic()`` when :meth:`start` ended (for the admin page's uptime)."""
+        self.log_handler: logging.Handler | None = None
+        """The handler ``snorky serve`` logs through (see :func:`~snorky.logs.setup_logging`):
+        :meth:`reload` changes its format and the root logger's level. ``None`` when the
+        application sets up logging itself (then reload leaves logging alone)."""
+        self._backend_route: tuple[str, type[BackendHTTPHandler], dict[str, Any]] | None = None
 
     def frontend_app(self) -> Application:
         """The Tornado application of the public port."""
         fe = self.config.frontend
-        options = vars(fe.transport).copy()
+        TransportOptions.from_kwargs(vars(fe.transport).copy())  # checks the values
+        # Both transports read the configuration's own object: a reload changes it in place.
+        options = {"transport_options": fe.transport}
         routes: list[Any] = [
             SnorkyWebSocketHandler.get_route(self.registry, fe.websocket_path, **options),
             *health_routes(self),
@@ -332,7 +351,10 @@ class SnorkyServer:
             max_message_size=be.max_message_size,
             timeout=be.timeout,
         )
-        return Application([route, *health_routes(self), *self.metrics_routes()], log_function=_access_log)
+        # Tornado hands each request this very dict: a reload changes the key and limits in it.
+        self._backend_route = route
+        routes = [route, *health_routes(self), *self.metrics_routes(), *admin_routes(self)]
+        return Application(routes, log_function=_access_log)
 
     def metrics_routes(self) -> list[Any]:
         """``/metrics``, when metrics are on."""
@@ -404,6 +426,12 @@ class SnorkyServer:
             app = Application([*health_routes(self), *self.metrics_routes()], log_function=_access_log)
             self.metrics_port = self._serve(app, own, 0, be.header_timeout, be.body_timeout)
             logger.info("= metrics on http://%s:%d/metrics", mc.address, self.metrics_port)
+        if self.config.admin.password:
+            if self.backend_port is None:
+                logger.warning("! [admin] password is set but the backend port is closed: no admin page")
+            else:
+                logger.info("= admin page on http://%s:%d/admin", be.address, self.backend_port)
+        self.started_at = time.monotonic()
 
     def _serve(
         self,
@@ -482,6 +510,90 @@ class SnorkyServer:
             await server.close_all_connections()
         self._servers.clear()
         await self.broker.close()
+
+    def reload(self, config: Config) -> ReloadReport:
+        """Apply ``config`` where it can change without dropping a connection; keep the rest.
+
+        Applied at once: ``log_level`` and ``log_format`` (when :attr:`log_handler` is set),
+        ``[backend] api_key``, ``max_message_size`` and ``timeout`` (the next request),
+        ``[admin] password``, ``[auth]`` (the next token checked), ``[frontend]
+        drain_window``, ``[namespaces]`` (the next subscribe or publish; subscriptions made
+        before stay), ``[limits]`` (the next message, subscribe or connection) and the
+        transport limits (``max_message_size``, ``ping_interval``, ``allowed_origins``, ... :
+        connections opened from then on; a WebSocket connection keeps the limits it was
+        opened with). Every other change (ports, addresses,
+        paths, the broker, services, metrics) needs a restart: the old value is kept and a
+        warning names it. The outcome is logged and returned.
+
+        Raises:
+            ConfigError: ``config`` could not start a server (a service that cannot be
+                created, a key file that cannot be read...); nothing was changed.
+        """
+        changes = changed_options(self.config, config)
+        if changes:  # would it start? (as check-config does)
+            SnorkyServer(config, broker=MemoryBroker())
+            TransportOptions.from_kwargs(vars(config.frontend.transport).copy())
+        report = ReloadReport()
+        for name, values in changes.items():
+            reason = self._not_reloadable(name, values[1], config)
+            if reason is None:
+                report.applied[name] = values
+            else:
+                report.skipped[name] = values
+                report.reasons[name] = reason
+        verifier = None
+        if any(name.startswith("auth.") for name in report.applied):
+            verifier = build_verifier(config.auth)  # may raise: before anything changes
+        for name, (_, new) in report.applied.items():
+            self._set_option(name, new)
+        if verifier is not None and self._auth is not None:
+            self._auth.verifier = verifier
+        report.log(config.source)
+        return report
+
+    def _not_reloadable(self, name: str, new: Any, config: Config) -> str | None:
+        """Why the option ``name`` cannot change to ``new`` while serving (``None``: it can)."""
+        section, _, key = name.rpartition(".")
+        if name in ("log_level", "log_format"):
+            return None if self.log_handler is not None else "the application sets up logging, not Snorky"
+        if section == "frontend" and (key in _TRANSPORT_OPTIONS or key == "drain_window"):
+            return None
+        if name == "backend.api_key":
+            if self.backend_port is None:
+                return "the backend port was not opened at start (no API key then): restart to open it"
+            return None if new else "removing the key would close the backend port: restart to close it"
+        if name in ("backend.max_message_size", "backend.timeout", "admin.password"):
+            return None
+        if section == "auth":
+            if self._auth is None or not config.auth.enabled:
+                return "tokens are turned on or off only at start"
+            return None
+        if name == "namespaces" or section == "limits":
+            return None
+        return "restart to apply"
+
+    def _set_option(self, name: str, value: Any) -> None:
+        """Make one reloadable option take effect, and record it in :attr:`config`."""
+        if name == "namespaces":  # the PubSub services that took the configuration's take the new ones
+            for service in self.registry.registered_services.values():
+                if isinstance(service, PubSubService) and service.namespaces is self.config.namespaces:
+                    service.namespaces = value
+            self.config.namespaces = value
+            return
+        section, _, key = name.rpartition(".")
+        if section == "frontend" and key in _TRANSPORT_OPTIONS:
+            target: Any = self.config.frontend.transport
+        else:
+            target = getattr(self.config, section) if section else self.config
+        setattr(target, key, value)
+        if name == "log_level" and self.log_handler is not None:
+            logging.getLogger().setLevel(value.upper())
+        elif name == "log_format" and self.log_handler is not None:
+            self.log_handler.setFormatter(formatter_for(value, self.broker.node_id))
+        elif section == "backend" and self._backend_route is not None:
+            self._backend_route[2][key] = value
+        elif section == "limits" and self.registry.limiter is not None:
+            self.registry.limiter.reconfigured()
 
     def info(self) -> dict[str, Any]:
         """Server facts for the status page: version, connections, services, endpoints, and

@@ -60,3 +60,31 @@ class ReadmeCommandTests(unittest.TestCase):
         command = re.search(r"```sh\n(.+?)\n```", section, re.S)[1].strip()
         ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
         self.assertEqual(ci[-1], command)
+
+
+class MetricsPageTests(unittest.TestCase):
+    def test_every_metric_is_on_the_page(self):
+        """docs/topics/metrics.rst names every series snorky/metrics.py registers, as Prometheus shows it."""
+        from snorky.metrics import _BROKER_COUNTERS, _BROKER_GAUGES, Metrics
+
+        broker = {**dict.fromkeys(_BROKER_COUNTERS, 1), **dict.fromkeys(_BROKER_GAUGES, 1)}
+        metrics = Metrics("node", lambda: {"broker": broker})
+        page = (DOCS / "topics" / "metrics.rst").read_text(encoding="utf-8")
+        documented = set(re.findall(r"(?m)^``(snorky_\w+)``$", page))
+        names = set()
+        for family in metrics.registry.collect():
+            names.add(family.name + "_total" if family.type == "counter" else family.name)
+        self.assertGreater(len(names), 20)
+        self.assertEqual(names - documented, set(), "metrics missing from docs/topics/metrics.rst")
+        self.assertEqual(documented - names, set(), "docs/topics/metrics.rst names metrics that do not exist")
+
+    def test_scrape_config_targets_the_compose_nodes(self):
+        """deploy/prometheus.yml scrapes each node of the compose file on the port deploy/snorky.toml serves."""
+        from snorky.config import Config
+
+        deploy = DOCS.parent / "deploy"
+        port = Config.load(deploy / "snorky.toml", env={}).backend.port
+        targets = re.findall(r"(?m)^\s+- ([\w-]+):(\d+)$", (deploy / "prometheus.yml").read_text(encoding="utf-8"))
+        nodes = re.findall(r"(?m)^  (snorky-\d+):", (deploy / "docker-compose.yml").read_text(encoding="utf-8"))
+        self.assertEqual(targets, [(node, str(port)) for node in nodes])
+        self.assertEqual(len(nodes), 2)

@@ -45,6 +45,16 @@ describe("Chat", () => {
     ]);
   });
 
+  it("dispatches gap for a joined channel whose messages were lost", async () => {
+    const { chat, socket } = await joined();
+    const gaps = [];
+    chat.gap.add((g) => gaps.push(g));
+    socket.receive("chat", { type: "gap", channel: "lobby", missed: 2 });
+    socket.receive("chat", { type: "gap", channel: "elsewhere", missed: 1 }); // not joined: ignored
+    assert.deepEqual(gaps, [{ type: "gap", channel: "lobby", missed: 2 }]);
+    assert.deepEqual(chat.getMembers("lobby").length, 2);
+  });
+
   it("keeps the member list up to date with presence", async () => {
     const { chat, socket } = await joined();
     const changes = [];

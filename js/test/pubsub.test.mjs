@@ -107,6 +107,18 @@ describe("PubSub", () => {
     assert.equal(socket.sent.length, 0);
   });
 
+  it("dispatches gap when the server says messages of a subscribed channel were lost", async () => {
+    const { pubsub, socket, received } = await subscribed("news", { offset: 3, epoch: "e1" });
+    const gaps = [];
+    pubsub.gap.add((g) => gaps.push(g));
+    socket.receive("pubsub", { type: "gap", channel: "news", missed: 4 });
+    socket.receive("pubsub", { type: "gap", channel: "sports", missed: 1 }); // not followed: ignored
+    socket.receive("pubsub", message("news", "eight", 8));
+    assert.deepEqual(gaps, [{ type: "gap", channel: "news", missed: 4 }]);
+    assert.deepEqual(received, ["eight"]); // the subscription goes on
+    assert.deepEqual(pubsub.channels(), ["news"]);
+  });
+
   it("drops a subscription the server refuses on restore, and says why", async () => {
     const { snorky, Socket, pubsub, restores } = await subscribed("news", null);
     const errors = [];

@@ -171,6 +171,23 @@ class _JSONPSend(_LimitedSend, JSONPSendHandler):  # type: ignore[misc]
 _SEND_HANDLERS = {XhrSendHandler: _XhrSend, JSONPSendHandler: _JSONPSend}
 
 
+class _LiveOrigins:
+    """sockjs-tornado's ``websocket_allow_origin`` setting, read from the route's options
+    at each handshake (so that a reload changes it): ``== "*"`` when every origin is
+    allowed, else it contains the allowed hosts (``host:port``)."""
+
+    def __init__(self, options: TransportOptions) -> None:
+        self.options = options
+
+    def __eq__(self, other: object) -> bool:
+        return other == "*" and "*" in self.options.allowed_origins
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __contains__(self, netloc: object) -> bool:
+        return netloc in [urlsplit(o).netloc.lower() or o.lower() for o in self.options.allowed_origins]
+
+
 class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
     """Serves one SockJS session for a :class:`~snorky.ServiceRegistry`."""
 
@@ -187,18 +204,18 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]
     def get_routes(cls, service_registry: ServiceRegistry, prefix: str = "", **options: Any) -> list[tuple[Any, ...]]:
         """Return the routes of a SockJS endpoint at ``prefix``, for :class:`tornado.web.Application`.
 
-        ``options`` are those of :class:`~snorky.request_handlers.options.TransportOptions`,
+        ``options`` are those of :class:`~snorky.request_handlers.options.TransportOptions`
+        (or ``transport_options=`` an object to share, read live as with
+        :meth:`SnorkyWebSocketHandler.get_route
+        <snorky.request_handlers.websocket.SnorkyWebSocketHandler.get_route>`),
         plus ``sockjs_settings`` passed to sockjs-tornado's router.
         """
         settings = dict(options.pop("sockjs_settings", None) or {})
-        transport_options = TransportOptions.from_kwargs(options)
+        shared = options.pop("transport_options", None)
+        transport_options = shared if shared is not None else TransportOptions.from_kwargs(options)
         if options:
             raise TypeError(f"unknown SockJS options: {', '.join(sorted(options))}")
-        allowed = transport_options.allowed_origins
-        settings.setdefault(
-            "websocket_allow_origin",
-            "*" if "*" in allowed else [urlsplit(o).netloc or o for o in allowed],
-        )
+        settings.setdefault("websocket_allow_origin", _LiveOrigins(transport_options))
         # SockJS's WebSocket transport refuses a foreign origin at the handshake
         # (HTTP 403, like SnorkyWebSocketHandler); the streaming and polling
         # transports are refused by _SnorkySession with close code 4003.

@@ -214,9 +214,14 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         """Return a ``(path, handler, kwargs)`` route for :class:`tornado.web.Application`.
 
         The options are checked here, once, and shared by every connection of the route.
+        Instead of spelling them out, ``transport_options=`` may give a
+        :class:`~snorky.request_handlers.options.TransportOptions` object to share:
+        connections opened after it changes get the new values
+        (:meth:`SnorkyServer.reload <snorky.server.SnorkyServer.reload>` changes it).
         """
         remaining = dict(options)
-        transport_options = TransportOptions.from_kwargs(remaining)
+        shared = remaining.pop("transport_options", None)
+        transport_options = shared if shared is not None else TransportOptions.from_kwargs(remaining)
         if remaining:
             raise TypeError(f"unknown WebSocket options: {', '.join(sorted(remaining))}")
         return (path, cls, {"service_registry": service_registry, "transport_options": transport_options})

@@ -88,6 +88,16 @@ class ControlService(RPCService):
             logger.info("= disconnected %d connection(s) of %r", len(clients), identity)
         return len(clients)
 
+    def disconnect_identity(self, identity: Any) -> int:
+        """Close every connection of ``identity``, on every node, with code 4004.
+
+        Returns how many connections this node closed (the other nodes close theirs
+        as the action reaches them through the broker).
+        """
+        count = self._disconnect_here(identity)
+        self._announce({"action": "disconnect", "identity": identity})
+        return count
+
     @rpc_command
     def disconnect(self, req: Request, identity: Any) -> dict[str, int]:
         """Close every connection of ``identity``, on every node, with code 4004.
@@ -95,9 +105,7 @@ class ControlService(RPCService):
         Replies ``{"disconnected": n}``: how many connections this node closed
         (the other nodes close theirs as the action reaches them).
         """
-        count = self._disconnect_here(identity)
-        self._announce({"action": "disconnect", "identity": identity})
-        return {"disconnected": count}
+        return {"disconnected": self.disconnect_identity(identity)}
 
     @rpc_command
     def unsubscribe(self, req: Request, identity: Any, service: str, channel: Any) -> dict[str, int]:

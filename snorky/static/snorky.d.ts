@@ -245,11 +245,21 @@ export interface PubSubRestore {
   error?: SnorkyError;
 }
 
+/** Messages of a followed channel were lost on the way; reload what the channel feeds. */
+export interface Gap {
+  type: "gap";
+  channel: any;
+  /** How many messages never reached this client. */
+  missed: number;
+}
+
 export declare class PubSub extends RPCService {
   readonly messagePublished: Signal<[PublishedMessage]>;
   readonly restored: Signal<[PubSubRestore]>;
   /** The server ended a subscription; the client has forgotten it. */
   readonly unsubscribed: Signal<[{ type: "unsubscribed"; channel: any }]>;
+  /** Messages of a subscribed channel were lost (the server could not fill the gap): reload it. */
+  readonly gap: Signal<[Gap]>;
   /** The server subscribed this connection; it decides again after a reconnection. */
   readonly subscribedByServer: Signal<[{ type: "subscribed"; channel: any; offset?: number; epoch?: string }]>;
   /** A message to this user from the application. */
@@ -317,6 +327,8 @@ export declare class Chat extends RPCService {
   readonly restored: Signal<[{ channel: any; answer: ChatJoinAnswer | null; error?: SnorkyError }]>;
   /** The server removed this connection from a channel; the client has forgotten it. */
   readonly unsubscribed: Signal<[{ type: "unsubscribed"; channel: any }]>;
+  /** Messages of a joined channel were lost (the server's node was cut off): reload it. */
+  readonly gap: Signal<[Gap]>;
   join(params: { channel: any }): Promise<ChatJoinAnswer>;
   leave(params: { channel: any }): Promise<null>;
   send(params: { channel: any; body: any }): Promise<null>;

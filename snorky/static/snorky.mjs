@@ -903,6 +903,7 @@ var Chat = class extends RPCService {
     this.restored = new Signal();
     this.channels = /* @__PURE__ */ new Map();
     this.unsubscribed = new Signal();
+    this.gap = new Signal();
     this.notificationReceived.add(this._onNotification, this);
   }
   /**
@@ -973,6 +974,8 @@ var Chat = class extends RPCService {
     } else if (message.type === "unsubscribed") {
       this.channels.delete(stableStringify(message.channel));
       this.unsubscribed.dispatch(message);
+    } else if (message.type === "gap" && this.channels.has(stableStringify(message.channel))) {
+      this.gap.dispatch(message);
     }
   }
   async _restore(reconnected) {
@@ -1752,6 +1755,7 @@ var PubSub = class extends RPCService {
     this.restored = new Signal();
     this.subscriptions = /* @__PURE__ */ new Map();
     this.unsubscribed = new Signal();
+    this.gap = new Signal();
     this.subscribedByServer = new Signal();
     this.userMessage = new Signal();
     this.presenceChanged = new Signal();
@@ -1820,6 +1824,12 @@ var PubSub = class extends RPCService {
     if (message.type === "unsubscribed") {
       this.subscriptions.delete(stableStringify(message.channel));
       this.unsubscribed.dispatch(message);
+      return;
+    }
+    if (message.type === "gap") {
+      if (this.subscriptions.has(stableStringify(message.channel))) {
+        this.gap.dispatch(message);
+      }
       return;
     }
     if (message.type === "subscribed") {

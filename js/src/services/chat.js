@@ -35,6 +35,13 @@ export class Chat extends RPCService {
      * the client has forgotten the channel and will not join it again after a reconnection.
      */
     this.unsubscribed = new Signal();
+    /**
+     * Messages of a joined channel were lost on the way (args: `{type: "gap", channel,
+     * missed}`): the server's node was cut off from the others, so `missed` messages
+     * and presence changes never reached this client. The app should reload the
+     * channel (leave and join it again for its members and history).
+     */
+    this.gap = new Signal();
     this.notificationReceived.add(this._onNotification, this);
   }
 
@@ -114,6 +121,8 @@ export class Chat extends RPCService {
     } else if (message.type === "unsubscribed") {
       this.channels.delete(stableStringify(message.channel));
       this.unsubscribed.dispatch(message);
+    } else if (message.type === "gap" && this.channels.has(stableStringify(message.channel))) {
+      this.gap.dispatch(message);
     }
   }
 

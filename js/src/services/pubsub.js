@@ -32,6 +32,14 @@ export class PubSub extends RPCService {
      */
     this.unsubscribed = new Signal();
     /**
+     * Messages of a subscribed channel were lost on the way (args: `{type: "gap",
+     * channel, missed}`): the server's node was cut off from the others and the
+     * channel's history could not fill the gap, so `missed` messages never reached
+     * this client. The subscription goes on; the app should reload what the
+     * channel feeds.
+     */
+    this.gap = new Signal();
+    /**
      * The server subscribed this connection itself (args: `{type: "subscribed",
      * channel, offset?, epoch?}`): its messages arrive as any others. The server
      * decides again after a reconnection, so the client does not subscribe to it then.
@@ -117,6 +125,12 @@ export class PubSub extends RPCService {
     if (message.type === "unsubscribed") {
       this.subscriptions.delete(stableStringify(message.channel));
       this.unsubscribed.dispatch(message);
+      return;
+    }
+    if (message.type === "gap") {
+      if (this.subscriptions.has(stableStringify(message.channel))) {
+        this.gap.dispatch(message);
+      }
       return;
     }
     if (message.type === "subscribed") {

@@ -28,6 +28,7 @@ async function main(): Promise<void> {
       console.log("reload", info.channel);
     }
   });
+  pubsub.gap.add(({ channel, missed }) => console.log("reload", channel, missed));
 
   const answer = await snorky.services.chat.join({ channel: "lobby" });
   console.log(answer.members.length, answer.presence[0]?.info);
