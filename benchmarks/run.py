@@ -78,6 +78,8 @@ class Setup:
     messages: int = 0  # W1: publish exactly this many, whatever --messages says (0: as configured)
     deflate: bool = False  # the server accepts permessage-deflate and the W1 generator offers it
     metrics: bool = False  # the server counts everything in Prometheus metrics, as snorky serve does
+    limits: bool = False  # the server enforces snorky serve's [limits] (commands never refused, see README)
+    baseline: bool = False  # Snorky from --baseline-tree (another checkout, e.g. main) instead of this one
 
 
 SETUPS = {
@@ -85,6 +87,8 @@ SETUPS = {
     "snorky": Setup("snorky"),
     "snorky-deflate": Setup("snorky", deflate=True),
     "snorky-metrics": Setup("snorky", metrics=True),
+    "snorky-limits": Setup("snorky", limits=True),
+    "snorky-baseline": Setup("snorky", baseline=True),
     "tornado": Setup("tornado"),
     "redis-1node": Setup("snorky", 1, redis=True),
     "redis-2nodes": Setup("snorky", 2, redis=True),
@@ -249,11 +253,12 @@ def pinned(cpu: int | None) -> Any:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-def snapshot_source() -> Path | None:
-    """Copy snorky/ to a temporary folder, so that every run of a suite runs the same code
-    even if the tree is edited meanwhile; the servers import it through PYTHONPATH.
+def snapshot_source(tree: Path | None = None) -> Path | None:
+    """Copy snorky/ (of this checkout, or of ``tree``) to a temporary folder, so that every run
+    of a suite runs the same code even if the tree is edited meanwhile; the servers import it
+    through PYTHONPATH.
     """
-    package = HERE.parent / "snorky"
+    package = (tree if tree is not None else HERE.parent) / "snorky"
     if not package.is_dir():
         return None
     folder = Path(tempfile.mkdtemp(prefix="snorky-bench-"))
@@ -388,6 +393,13 @@ def run_once(
         extra.append("--compression")
     if setup.metrics:
         extra.append("--metrics")
+    if setup.limits:
+        extra.append("--limits")
+    if setup.baseline:
+        source = getattr(args, "baseline_source", None)
+        if source is None:
+            raise RuntimeError(f"{server} needs --baseline-tree")
+        digest = source_digest(source / "snorky")
     cpus = args.server_cpus
     logs = [tempfile.TemporaryFile() for _ in ports]
     procs: list[subprocess.Popen[bytes]] = []
@@ -1302,6 +1314,11 @@ def main() -> None:
         help="run the servers on snorky/ as it is at each run, not on a copy made at the start",
     )
     parser.add_argument(
+        "--baseline-tree",
+        metavar="PATH",
+        help="a checkout (e.g. of main) whose snorky/ the snorky-baseline setup runs on, copied at the start",
+    )
+    parser.add_argument(
         "--from-json", metavar="JSON", help="run nothing: summarize the runs of an earlier OUT.json again, into --out"
     )
     args = parser.parse_args()
@@ -1375,6 +1392,10 @@ def main() -> None:
     report["config"]["source"] = "live tree" if source is None else "copy of snorky/ made at the start"
     if source is not None:
         report["environment"]["snorky_source"] = source_digest(source / "snorky")
+    args.baseline_source = snapshot_source(Path(args.baseline_tree)) if args.baseline_tree else None
+    if args.baseline_source is not None:
+        report["config"]["baseline_tree"] = str(Path(args.baseline_tree).resolve())
+        report["environment"]["baseline_source"] = source_digest(args.baseline_source / "snorky")
     redis = None
     if any(SETUPS[s].redis for s in servers):
         redis = RedisServer(args.redis_server, args.redis_cpu)
@@ -1393,6 +1414,8 @@ def main() -> None:
             redis.stop()
         if source is not None:
             shutil.rmtree(source, ignore_errors=True)
+        if args.baseline_source is not None:
+            shutil.rmtree(args.baseline_source, ignore_errors=True)
     report["elapsed_s"] = time.monotonic() - started
     report["summary"] = summarize(
         report["runs"], servers, workload.baseline, workload.ratio_suffix, *workload_metrics(args)

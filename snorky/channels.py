@@ -35,6 +35,14 @@ class Owner(Protocol):
     @property
     def broker(self) -> Broker: ...
 
+    @property
+    def registry(self) -> Any:
+        """The registry the owner is in (its limiter counts channels), or ``None``."""
+
+    @property
+    def channel_map(self) -> Any:
+        """The map the owner shows as its channels (the one the limits count)."""
+
     def outbound(self, msg: Any, exclude: Any = None) -> Outbound: ...
 
     def deliver_many(self, clients: Iterable[Any], out: Outbound) -> None: ...
@@ -104,13 +112,25 @@ class ChannelMap:
         """Whether ``client`` is in ``channel``."""
         return self.clients.in_set(channel, client)
 
-    def add(self, client: Any, channel: Any) -> MaybeAwaitable[None]:
+    def add(self, client: Any, channel: Any, *, limited: bool = True) -> MaybeAwaitable[None]:
         """Put ``client`` in ``channel``, listening to its topic if it is new here.
 
         Returns the broker's answer to the subscription: on a networked broker, an
         awaitable done once every message published to the channel reaches this
         node (a reply sent after it promises the client every later message).
+
+        The map a service shows as its :attr:`~snorky.services.service.Service.channel_map`
+        counts toward the registry's ``channels_per_connection`` limit, if it has one;
+        nothing changes when the limit refuses the channel. ``limited=False`` (a
+        subscription the server decided) is counted but never refused.
+
+        Raises:
+            RPCError: ``too_many_channels``.
         """
+        registry = self.service.registry
+        if limited and registry is not None and registry.limiter is not None and self.service.channel_map is self:
+            if not self.clients.in_set(channel, client):
+                registry.limiter.check_channels(client, registry.registered_services.values())
         topic = self.topic(channel)
         if channel not in self.clients:
             self._by_topic[topic] = channel

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from snorky.errors import ConfigError
+from snorky.limits import LimitsConfig
 from snorky.logs import LOG_FORMATS
 from snorky.namespaces import Namespace, Namespaces
 from snorky.options import TransportOptions, fill_options, pop_option, suggest, unknown_key
@@ -31,6 +32,7 @@ __all__ = [
     "AuthConfig",
     "RedisConfig",
     "MetricsConfig",
+    "LimitsConfig",
     "AdminConfig",
     "EMBEDDED",
     "ServiceSpec",
@@ -208,6 +210,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     namespaces: Namespaces = field(default_factory=embedded_namespaces)
     """Who may subscribe, publish, and see presence and history, by channel namespace
@@ -276,6 +279,11 @@ class Config:
         fill_options(config.backend, dict(pop_option(data, "backend", dict, {}, source)), f"{source}: [backend]")
         fill_options(config.auth, dict(pop_option(data, "auth", dict, {}, source)), f"{source}: [auth]")
         fill_options(config.metrics, dict(pop_option(data, "metrics", dict, {}, source)), f"{source}: [metrics]")
+        fill_options(config.limits, dict(pop_option(data, "limits", dict, {}, source)), f"{source}: [limits]")
+        try:
+            config.limits.__post_init__()
+        except ValueError as error:
+            raise ConfigError(f"{source}: [limits] {error}") from None
         fill_options(config.admin, dict(pop_option(data, "admin", dict, {}, source)), f"{source}: [admin]")
         if source != EMBEDDED:  # a file says who may publish; saying nothing allows no client
             table = dict(pop_option(data, "namespaces", dict, {}, source))

@@ -73,6 +73,8 @@ __all__ = [
     "CLOSE_INVALID_TOKEN",
     "CLOSE_TOKEN_EXPIRED",
     "CLOSE_DISCONNECTED",
+    "CLOSE_TOO_MANY_CONNECTIONS",
+    "CLOSE_TOO_MANY_REQUESTS",
 ]
 
 ERROR_CODES: dict[str, str] = {
@@ -86,6 +88,10 @@ ERROR_CODES: dict[str, str] = {
     "already_subscribed": "Already subscribed",
     "not_subscribed": "Not subscribed",
     "message_too_large": "Message too large",
+    # Limits (see snorky.limits)
+    "too_many_channels": "Too many channels",
+    "too_many_requests": "Too many requests",
+    "too_many_connections": "Too many connections",
     # Identity
     "not_authenticated": "Not authenticated",
     "invalid_token": "Invalid token",
@@ -158,6 +164,11 @@ CLOSE_DISCONNECTED = 4004
 """Close code for a connection the server disconnected on purpose (server control)."""
 CLOSE_SLOW_CLIENT = 4008
 """Close code for a client whose unsent bytes passed ``max_unsent_bytes``."""
+CLOSE_TOO_MANY_CONNECTIONS = 4005
+"""Close code for a connection over ``connections_per_identity``: do not reconnect."""
+CLOSE_TOO_MANY_REQUESTS = 4029
+"""Close code for a client over a rate limit (commands, or SockJS sessions per address):
+reconnect later, with backoff."""
 
 CLOSE_TABLE: dict[int, CloseCode] = {
     c.code: c
@@ -188,7 +199,20 @@ CLOSE_TABLE: dict[int, CloseCode] = {
         CloseCode(
             CLOSE_DISCONNECTED, "disconnected by the server", "no", "the server disconnected the client on purpose"
         ),
+        CloseCode(
+            CLOSE_TOO_MANY_CONNECTIONS,
+            "too many connections",
+            "no",
+            "the identity already holds connections_per_identity connections (on any node)",
+        ),
         CloseCode(CLOSE_SLOW_CLIENT, "slow client", "backoff", "more than max_unsent_bytes were waiting to be sent"),
+        CloseCode(
+            CLOSE_TOO_MANY_REQUESTS,
+            "too many requests",
+            "backoff",
+            "the client went on sending past commands_per_second while refused, or (SockJS) opened "
+            "sessions from its address faster than connections_per_second_per_ip",
+        ),
     )
 }
 """Every close code Snorky sends, as centrifuge lists its disconnect codes: the

@@ -22,6 +22,7 @@ from snorky.config import (
     BackendConfig,
     Config,
     FrontendConfig,
+    LimitsConfig,
     MetricsConfig,
     RedisConfig,
 )
@@ -45,6 +46,7 @@ SECTIONS: list[tuple[str | None, list[type], str]] = [
         '# colon); a table [namespaces.NAME] takes the same keys for channels "NAME:...". A\n'
         "# channel of a namespace that no table names is refused (see the security page).",
     ),
+    ("limits", [LimitsConfig], "Limits on what one connection, identity or address may take (see the security page)."),
 ]
 """The sections written, in order: name (``None`` for the top level), classes, heading comment."""
 
@@ -59,6 +61,7 @@ _NOT_OPTIONS = {
     "auth",
     "redis",
     "metrics",
+    "limits",
     "admin",
     "transport",
 }

@@ -281,8 +281,10 @@ class SnorkyServer:
             Metrics(self.broker.node_id, self.metrics_state) if self.config.metrics.enabled else None
         )
         """This node's Prometheus metrics (``None`` when ``[metrics] enabled = false``)."""
-        self.registry = ServiceRegistry(build_services(self.config.services), broker=self.broker, metrics=self.metrics)
-        """The public registry browsers reach."""
+        self.registry = ServiceRegistry(
+            build_services(self.config.services), broker=self.broker, metrics=self.metrics, limits=self.config.limits
+        )
+        """The public registry browsers reach (with the ``[limits]``)."""
         for service in self.registry.registered_services.values():
             if isinstance(service, PubSubService) and service.namespaces is None:
                 service.namespaces = self.config.namespaces
@@ -515,9 +517,10 @@ class SnorkyServer:
         ``[backend] api_key``, ``max_message_size`` and ``timeout`` (the next request),
         ``[admin] password``, ``[auth]`` (the next token checked), ``[frontend]
         drain_window``, ``[namespaces]`` (the next subscribe or publish; subscriptions made
-        before stay) and the transport limits (``max_message_size``, ``ping_interval``,
-        ``allowed_origins``, ... : connections opened from then on; a WebSocket connection
-        keeps the limits it was opened with). Every other change (ports, addresses,
+        before stay), ``[limits]`` (the next message, subscribe or connection) and the
+        transport limits (``max_message_size``, ``ping_interval``, ``allowed_origins``, ... :
+        connections opened from then on; a WebSocket connection keeps the limits it was
+        opened with). Every other change (ports, addresses,
         paths, the broker, services, metrics) needs a restart: the old value is kept and a
         warning names it. The outcome is logged and returned.
 
@@ -564,7 +567,7 @@ class SnorkyServer:
             if self._auth is None or not config.auth.enabled:
                 return "tokens are turned on or off only at start"
             return None
-        if name == "namespaces":
+        if name == "namespaces" or section == "limits":
             return None
         return "restart to apply"
 
@@ -588,9 +591,12 @@ class SnorkyServer:
             self.log_handler.setFormatter(formatter_for(value, self.broker.node_id))
         elif section == "backend" and self._backend_route is not None:
             self._backend_route[2][key] = value
+        elif section == "limits" and self.registry.limiter is not None:
+            self.registry.limiter.reconfigured()
 
     def info(self) -> dict[str, Any]:
-        """Server facts for the status page: version, connections, services, endpoints."""
+        """Server facts for the status page: version, connections, services, endpoints, and
+        how many times each limit refused something (``limits``: limit name -> count)."""
         fe = self.config.frontend
         return {
             "version": __version__,
@@ -604,6 +610,7 @@ class SnorkyServer:
                 else "closed (no API key)"
             ),
             "broker": self.broker.stats(),
+            "limits": dict(self.registry.limiter.hits) if self.registry.limiter is not None else {},
         }
 
 

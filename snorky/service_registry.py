@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from snorky.brokers.base import Broker
 from snorky.brokers.memory import MemoryBroker
 from snorky.client import Client, deliver, transport_of
-from snorky.errors import CLOSE_TRY_AGAIN_LATER, ERROR_CODES, AuthError, ProtocolError, error_body
+from snorky.errors import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_TOO_MANY_REQUESTS,
+    CLOSE_TRY_AGAIN_LATER,
+    ERROR_CODES,
+    AuthError,
+    ProtocolError,
+    error_body,
+)
+from snorky.limits import CLOSE, HELD, Limiter, LimitsConfig
 from snorky.protocol import Outbound, decode, parse_envelope
 from snorky.services.service import Service
 
@@ -23,6 +32,10 @@ logger = logging.getLogger(__name__)
 compat_log = logging.getLogger("snorky")
 """Where the lines Snorky 0.1 logged go, in 0.1's words (apps and tests match them)."""
 
+_PEEK_LIMIT = 64 * 1024
+"""A message refused for the client's rate is read for its service and ``callId`` (so that the
+refusal can name them) only up to this size."""
+
 
 class ServiceRegistry:
     """A set of services, each under its name, and the clients connected to them.
@@ -34,10 +47,20 @@ class ServiceRegistry:
     Args:
         services: services to register at once.
         broker: the broker fan-outs go through (default: a new :class:`MemoryBroker`).
+        metrics: where connections, messages, errors and limits are counted (default: nowhere).
+        limits: the limits enforced on clients (see :mod:`snorky.limits`); default: none,
+            as in Snorky 0.1 (``snorky serve`` always gives its ``[limits]``).
+
+    .. versionchanged:: 0.2
+       ``metrics`` and ``limits``.
     """
 
     def __init__(
-        self, services: Iterable[Service] | None = None, broker: Broker | None = None, metrics: Metrics | None = None
+        self,
+        services: Iterable[Service] | None = None,
+        broker: Broker | None = None,
+        metrics: Metrics | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.registered_services: dict[str, Service] = {}
         """Service name -> service."""
@@ -52,7 +75,11 @@ class ServiceRegistry:
         self.accepting = True
         """Whether new clients are admitted; a draining server turns it off, and a client
         that connects then is closed at once with 1013 (try again later, with backoff)."""
+        self.limiter: Limiter | None = Limiter(limits, self.broker, metrics) if limits is not None else None
+        """Enforces the limits and keeps their state (``None``: no limits); it may also be set
+        after the registry is made (clients already connected are then not limited)."""
         self._emptied: asyncio.Event | None = None
+        self._deciding: set[asyncio.Future[Any]] = set()
         for service in services or ():
             self.register_service(service)
 
@@ -111,7 +138,16 @@ class ServiceRegistry:
         client.close(error.close_code)
 
     def process_message_raw(self, client: Any, msg: bytes | str) -> None:
-        """Decode one frame of JSON text and route it; answer it if it is malformed."""
+        """Decode one frame of JSON text and route it; answer it if it is malformed.
+
+        With limits, each message first takes a token of the client's command bucket.
+        """
+        limiter = self.limiter
+        if limiter is not None:
+            verdict = limiter.command(client, msg)
+            if verdict:
+                self._over_rate(limiter, client, msg, verdict)
+                return
         try:
             decoded = decode(msg)
         except ProtocolError as error:
@@ -160,6 +196,29 @@ class ServiceRegistry:
             return
         service.process_message_from(client, content)
 
+    def _over_rate(self, limiter: Limiter, client: Any, msg: bytes | str, verdict: int) -> None:
+        """A message the command bucket did not let through: held, refused, or the last straw."""
+        if verdict == HELD:
+            return
+        if verdict == CLOSE:
+            limiter.hit("commands_per_second")
+            logger.warning("! closing %r: it went on sending while refused (commands_per_second)", client)
+            client.close(CLOSE_TOO_MANY_REQUESTS)
+            return
+        if limiter.refusing(client):
+            logger.warning(
+                "! commands from %r refused: over %g per second (commands_per_second)",
+                client,
+                limiter.config.commands_per_second,
+            )
+        service = content = None
+        if len(msg) <= _PEEK_LIMIT:  # a flood of large messages is not decoded only to be refused
+            try:
+                service, content = parse_envelope(decode(msg))
+            except ProtocolError:
+                pass
+        self.reject(client, "too_many_requests", service if service in self.registered_services else None, content)
+
     def reject(self, client: Any, code: str, service: str | None = None, content: Any = None) -> None:
         """Answer ``client`` with the error ``code`` (see :data:`snorky.errors.ERROR_CODES`).
 
@@ -179,8 +238,69 @@ class ServiceRegistry:
         self.clients.add(client)
         if self.metrics is not None:
             self.metrics.connects.labels(transport_of(client)).inc()
+        limiter = self.limiter
+        if limiter is not None:
+            admitted = limiter.connected(client)
+            if not isinstance(admitted, bool):
+                self._decide_later(client, admitted, at_connect=True)
+                return
+            if not admitted:
+                client.close(CLOSE_TOO_MANY_CONNECTIONS)
+                return
+        self._welcome(client)
+
+    def _welcome(self, client: Any) -> None:
         for service in tuple(self.registered_services.values()):
             service.client_connected(client)
+
+    def identified(self, client: Any) -> bool | Awaitable[bool]:
+        """``client`` gained an identity after it connected (the ``authenticate`` command):
+        whether the identity may have one more connection (see ``connections_per_identity``).
+
+        While a networked broker counts, the client's further messages wait; they go on
+        once it is admitted. The caller closes a client that is not.
+        """
+        limiter = self.limiter
+        if limiter is None:
+            return True
+        admitted = limiter.identified(client)
+        if isinstance(admitted, bool):
+            return admitted
+        return self._decide_later(client, admitted, at_connect=False)
+
+    def _decide_later(self, client: Any, admitted: Awaitable[bool], at_connect: bool) -> Awaitable[bool]:
+        """Admit or refuse ``client`` once the broker has counted its identity's connections;
+        its messages are held until then."""
+        limiter = self.limiter
+        assert limiter is not None
+
+        async def decide() -> bool:
+            verdict = await admitted
+            if client not in self.clients:
+                return verdict  # it left meanwhile
+            if not verdict:
+                if at_connect:
+                    client.close(CLOSE_TOO_MANY_CONNECTIONS)
+                return False
+            if at_connect:
+                self._welcome(client)
+                self._release(limiter, client)
+            else:
+                # After the reply to the command that gave the identity, which is sent
+                # when this returns.
+                asyncio.get_running_loop().call_soon(self._release, limiter, client)
+            return True
+
+        task = asyncio.ensure_future(decide())
+        self._deciding.add(task)
+        task.add_done_callback(self._deciding.discard)
+        return task
+
+    def _release(self, limiter: Limiter, client: Any) -> None:
+        for message in limiter.release(client):
+            if client not in self.clients:
+                return
+            self.process_message_raw(client, message)
 
     def client_identified(self, client: Any) -> None:
         """Tell every service that a connected ``client`` has proved an identity."""
@@ -195,6 +315,8 @@ class ServiceRegistry:
             if self.metrics is not None:
                 code = client.close_code if isinstance(client, Client) else None
                 self.metrics.disconnects.labels(transport_of(client), str(code)).inc()
+        if self.limiter is not None:
+            self.limiter.disconnected(client)
         for service in tuple(self.registered_services.values()):
             try:
                 service.client_disconnected(client)

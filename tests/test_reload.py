@@ -319,6 +319,22 @@ class ReloadTests(AsyncTestCase):
             )
         self.assertIn("nothing changed", logs.output[0])
 
+    def test_limits_reload(self):
+        """[limits] applies at once: the next subscribe meets the new channels_per_connection."""
+        from tests.utils import ClosableClient, call, call_error
+
+        server = SnorkyServer(self.config())
+        client = ClosableClient("alice")
+        server.registry.client_connected(client)
+        pubsub = server.registry.registered_services["pubsub"]
+        call(pubsub, client, "subscribe", channel="a")
+        with self.assertLogs("snorky.reload", logging.INFO):
+            report = server.reload(self.config(limits={"channels_per_connection": 1, "commands_burst": 5}))
+        self.assertEqual(sorted(report.applied), ["limits.channels_per_connection", "limits.commands_burst"])
+        with self.assertLogs("snorky", logging.INFO):
+            self.assertEqual(call_error(pubsub, client, "subscribe", channel="b")[1], "too_many_channels")
+        self.assertEqual(server.registry.limiter._burst, 5)
+
     def test_invalid_config_changes_nothing(self):
         """A configuration that could not start a server raises ConfigError before anything changes."""
         server = SnorkyServer(self.config())

@@ -10,7 +10,9 @@ default in-process memory broker (W1). The ``echo`` service's one command,
 ``echo``, answers its ``message`` parameter (workload W2). With ``--compression``,
 clients that offer permessage-deflate get it (the ``snorky-deflate`` setup of W1); with
 ``--metrics``, everything is counted in Prometheus metrics as ``snorky serve`` does (the
-``snorky-metrics`` setup).
+``snorky-metrics`` setup); with ``--limits``, the registry enforces ``snorky serve``'s
+default ``[limits]``, but for a command rate high enough that no message of the load
+generator is refused (the ``snorky-limits`` setup: every message still takes a token).
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ def raise_nofile() -> None:
 
 
 async def main(
-    port: int, host: str, redis: str | None, prefix: str, compression: bool = False, metrics: bool = False
+    port: int,
+    host: str,
+    redis: str | None,
+    prefix: str,
+    compression: bool = False,
+    metrics: bool = False,
+    limits: bool = False,
 ) -> None:
     broker = None
     if redis:
@@ -57,6 +65,11 @@ async def main(
 
         counted = Metrics("bench")
     registry = ServiceRegistry([PubSubService("pubsub"), EchoService("echo")], broker=broker, metrics=counted)
+    if limits:  # as snorky serve runs, but W1's publisher and W2's callers are never refused
+        from snorky.limits import Limiter, LimitsConfig
+
+        config = LimitsConfig(commands_per_second=1e9, commands_burst=10**9)
+        registry.limiter = Limiter(config, registry.broker, counted)
     options = {"compression": True} if compression else {}
     app = Application([SnorkyWebSocketHandler.get_route(registry, "/ws", **options)])
     app.listen(port, host, backlog=4096)
@@ -71,10 +84,11 @@ if __name__ == "__main__":
     parser.add_argument("--prefix", default="snorky-bench", help="the RedisBroker's key and channel prefix")
     parser.add_argument("--compression", action="store_true", help="accept permessage-deflate (W1 compressed)")
     parser.add_argument("--metrics", action="store_true", help="count in Prometheus metrics (snorky serve's default)")
+    parser.add_argument("--limits", action="store_true", help="enforce snorky serve's [limits] (commands not refused)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     raise_nofile()
     try:
-        asyncio.run(main(args.port, args.host, args.redis, args.prefix, args.compression, args.metrics))
+        asyncio.run(main(args.port, args.host, args.redis, args.prefix, args.compression, args.metrics, args.limits))
     except KeyboardInterrupt:
         pass

@@ -33,10 +33,6 @@ const DEFAULTS = Object.freeze({
   sockjs: null,
 });
 
-/**
- * Close codes after which the client does not reconnect by itself: the server
- * disconnected it on purpose (4004), or refused the page's origin (4003).
- */
 /** How a close code asks the client to go on ("backoff" when the server did not say). */
 function reconnectAfter(code) {
   return CloseReconnect[code] ?? "backoff";

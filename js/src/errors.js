@@ -49,7 +49,9 @@ export const CloseCodes = Object.freeze({
   TOKEN_EXPIRED: 4002,
   FORBIDDEN_ORIGIN: 4003,
   DISCONNECTED: 4004,
+  TOO_MANY_CONNECTIONS: 4005,
   SLOW_CLIENT: 4008,
+  TOO_MANY_REQUESTS: 4029,
 });
 
 /**
@@ -72,5 +74,7 @@ export const CloseReconnect = Object.freeze({
   [CloseCodes.TOKEN_EXPIRED]: "new token",
   [CloseCodes.FORBIDDEN_ORIGIN]: "no",
   [CloseCodes.DISCONNECTED]: "no",
+  [CloseCodes.TOO_MANY_CONNECTIONS]: "no",
   [CloseCodes.SLOW_CLIENT]: "backoff",
+  [CloseCodes.TOO_MANY_REQUESTS]: "backoff",
 });

@@ -52,7 +52,9 @@ export declare const CloseCodes: Readonly<{
   TOKEN_EXPIRED: 4002;
   FORBIDDEN_ORIGIN: 4003;
   DISCONNECTED: 4004;
+  TOO_MANY_CONNECTIONS: 4005;
   SLOW_CLIENT: 4008;
+  TOO_MANY_REQUESTS: 4029;
 }>;
 
 /** What the client does after each close code: stay closed, back off, go now, or get a new token. */

@@ -32,6 +32,7 @@ from snorky.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_SLOW_CLIENT,
+    CLOSE_TOO_MANY_REQUESTS,
     CLOSE_TRY_AGAIN_LATER,
 )
 from snorky.options import TransportOptions, origin_allowed
@@ -227,7 +228,8 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]  # sockjs-tor
         return [(route[0], _SEND_HANDLERS.get(route[1], route[1]), *route[2:]) for route in router.urls]
 
     def _admit(self, info: Any) -> int | None:
-        """Check the session's origin and its ``?token=`` (once); return a close code to refuse it.
+        """Check the session's origin, its address's rate of new sessions and its ``?token=``
+        (once); return a close code to refuse it.
 
         A valid token gives the client its identity. Refusals are logged.
         """
@@ -236,6 +238,9 @@ class SnorkySockJSHandler(SockJSConnection):  # type: ignore[misc]  # sockjs-tor
         if not self.service_registry.accepting:
             return CLOSE_TRY_AGAIN_LATER  # the server drains
         self.client.address = info.ip
+        limiter = self.service_registry.limiter
+        if limiter is not None and limiter.new_connection(limiter.client_address(info.ip, info.get_header)):
+            return CLOSE_TOO_MANY_REQUESTS  # the address opens sessions too fast
         origin = info.get_header("origin")
         host = info.get_header("host") or ""
         if origin and not origin_allowed(origin, host, self.transport_options.allowed_origins):

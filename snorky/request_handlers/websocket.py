@@ -14,6 +14,7 @@ call), so frames never interleave.
 from __future__ import annotations
 
 import logging
+import math
 from asyncio import Future
 from typing import Any
 
@@ -244,12 +245,22 @@ class SnorkyWebSocketHandler(WebSocketHandler):
         return self.transport_options.max_message_size
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Refuse the handshake with 503 while the server drains; else upgrade as Tornado does."""
+        """Refuse the handshake with 503 while the server drains, and with 429 when the
+        client's address opens connections too fast; else upgrade as Tornado does."""
         if not self.service_registry.accepting:
             self.set_status(503)
             self.set_header("Retry-After", "1")
             self.finish("This node is shutting down: connect to another one.")
             return
+        limiter = self.service_registry.limiter
+        if limiter is not None:
+            address = limiter.client_address(self.request.remote_ip, self.request.headers.get)
+            wait = limiter.new_connection(address)
+            if wait:
+                self.set_status(429)
+                self.set_header("Retry-After", str(max(1, math.ceil(wait))))
+                self.finish("Too many new connections from this address: try again later.")
+                return
         await super().get(*args, **kwargs)
 
     def get_compression_options(self) -> dict[str, Any] | None:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from snorky.auth import AuthError, TokenVerifier
+from snorky.brokers.base import then
 from snorky.client import Client
-from snorky.errors import CLOSE_TOKEN_EXPIRED
+from snorky.errors import CLOSE_TOKEN_EXPIRED, CLOSE_TOO_MANY_CONNECTIONS
 from snorky.services.rpc import Request, RPCService, rpc_command
 from snorky.timeout import TornadoTimeoutFactory
 
@@ -92,16 +93,35 @@ class AuthService(RPCService):
         return error.close_code
 
     @rpc_command
-    def authenticate(self, req: Request, token: Any) -> dict[str, Any]:
-        """Prove the caller's identity with ``token``; reply ``{"identity", "info", "expiresAt"}``."""
-        known = req.client.identity is not None
-        claims = self.authenticate_client(req.client, token)
-        if not known and self.registry is not None and hasattr(self.registry, "client_identified"):
-            self.registry.client_identified(req.client)
-        return {"identity": claims["sub"], "info": claims.get("info"), "expiresAt": claims["exp"]}
+    def authenticate(self, req: Request, token: Any) -> Any:
+        """Prove the caller's identity with ``token``; reply ``{"identity", "info", "expiresAt"}``.
+
+        Where the registry limits ``connections_per_identity`` and the identity holds
+        that many connections already, the call is answered ``too_many_connections``
+        and the connection closed with 4005.
+        """
+        client = req.client
+        fresh = getattr(client, "identity", None) is None
+        claims = self.authenticate_client(client, token)
+        answer = {"identity": claims["sub"], "info": claims.get("info"), "expiresAt": claims["exp"]}
+        registry = self.registry
+        if not fresh or registry is None:
+            return answer
+
+        def decided(admitted: bool) -> dict[str, Any] | None:
+            if admitted:
+                if hasattr(registry, "client_identified"):
+                    registry.client_identified(client)
+                return answer
+            req.error("Too many connections", "too_many_connections")
+            if isinstance(client, Client):
+                client.close(CLOSE_TOO_MANY_CONNECTIONS)
+            return None
+
+        return then(registry.identified(client), decided)
 
     @rpc_command
-    def refresh(self, req: Request, token: Any) -> dict[str, Any]:
+    def refresh(self, req: Request, token: Any) -> Any:
         """Replace the caller's token with a newer one for the same identity."""
         return self.authenticate(req, token)
 

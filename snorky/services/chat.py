@@ -213,13 +213,15 @@ class ChatService(RPCService):
     def _add_connection(self, client: Any, channel: Any) -> Any:
         """Record ``client`` in ``channel``, listening to new topics; the broker's answer."""
         identity = getattr(client, "identity", None)
-        if channel not in self.clients_by_channel:
+        new = channel not in self.clients_by_channel
+        ready = self.map.add(client, channel)  # first: a limit may refuse the channel
+        if new:
             key_of_members = self.presence_key(channel)
             self._channel_by_presence_key[key_of_members] = channel
             self.broker.watch_presence(key_of_members, self._on_presence_expired, self._on_presence_restored)
         if identity is not None:
             self.readers.add(client, (make_hashable(identity), channel))
-        return self.map.add(client, channel)
+        return ready
 
     def _remove_connection(self, client: Any, channel: Any) -> None:
         """Forget ``client`` in ``channel`` on this node, and the channel if it was its last member here."""

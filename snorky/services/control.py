@@ -128,7 +128,8 @@ class ControlService(RPCService):
     @rpc_command
     def info(self, req: Request) -> Any:
         """Server facts: version, the live nodes, and this node's connections, identities,
-        services with their channel counts, and broker counters."""
+        services with their channel counts, broker counters and, with limits, how many
+        times each limit refused something."""
         services = {}
         for name, service in self.frontend.registered_services.items():
             entry: dict[str, Any] = {"class": type(service).__name__}
@@ -140,7 +141,7 @@ class ControlService(RPCService):
                 entry["stats"] = stats
             services[name] = entry
         clients = self.frontend.clients
-        facts = {
+        facts: dict[str, Any] = {
             "version": __version__,
             "node": self.broker.node_id,
             "connections": len(clients),
@@ -148,4 +149,7 @@ class ControlService(RPCService):
             "services": services,
             "broker": self.frontend.broker.stats(),
         }
+        limiter = self.frontend.limiter
+        if limiter is not None:
+            facts["limits"] = dict(limiter.hits)
         return then(self.broker.nodes(), lambda nodes: {**facts, "nodes": nodes})

@@ -186,11 +186,13 @@ class CursorsService(RPCService):
                 self._notify(document, {"type": "cursorAdded", "cursor": cursor.for_json()}, cursor.owner)
 
     def _add_client(self, client: Any, document: Any) -> Any:
-        if document not in self.clients_by_document:
+        new = document not in self.clients_by_document
+        ready = self.map.add(client, document)  # first: a limit may refuse the document
+        if new:
             key = self.cursors_key(document)
             self._document_by_key[key] = document
             self.broker.watch_presence(key, self._on_cursors_expired, self._on_cursors_restored)
-        return self.map.add(client, document)
+        return ready
 
     def _remove_client(self, client: Any, document: Any) -> None:
         if self.map.remove(client, document):

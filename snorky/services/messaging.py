@@ -80,8 +80,8 @@ class MessagingService(RPCService):
         return self.participants.get(name)
 
     def _claim(self, client: Any, name: Any) -> None:
+        self.names.add(client, name)  # first: a limit may refuse the name
         self.participants[name] = client
-        self.names.add(client, name)
 
     def _drop(self, client: Any, name: Any) -> None:
         del self.participants[name]

@@ -285,7 +285,7 @@ class PubSubService(RPCService):
         if self.map.has(client, channel):
             return None
         namespace = self.namespaces.of(channel) if self.namespaces is not None else None
-        answer = self._subscribe(client, channel, None, namespace, True)
+        answer = self._subscribe(client, channel, None, namespace, True, refusable=False)
 
         def tell(position: Any) -> None:
             if self.map.has(client, channel):
@@ -293,23 +293,34 @@ class PubSubService(RPCService):
 
         return then(answer, tell)
 
-    def _subscribe(self, client: Any, channel: Any, recover: Any, namespace: Namespace | None, position: bool) -> Any:
+    def _subscribe(
+        self,
+        client: Any,
+        channel: Any,
+        recover: Any,
+        namespace: Namespace | None,
+        position: bool,
+        refusable: bool = True,
+    ) -> Any:
         try:
-            return self._subscribe_now(client, channel, recover, namespace, position)
+            return self._subscribe_now(client, channel, recover, namespace, position, refusable)
         except RPCError:  # refused at once (one node): leave nothing behind
             if self.map.has(client, channel):
                 self._drop(client, channel)
             raise
 
     def _subscribe_now(
-        self, client: Any, channel: Any, recover: Any, namespace: Namespace | None, position: bool
+        self, client: Any, channel: Any, recover: Any, namespace: Namespace | None, position: bool, refusable: bool
     ) -> Any:
         topic = self.map.topic(channel)
-        if namespace is not None and namespace.join_leave and channel not in self.map.clients:
-            self._watch(channel)
+        new = channel not in self.map.clients
         # A networked broker answers once the subscription is in effect: from the
-        # reply on, the client receives every message published to the channel.
-        ready = self.map.add(client, channel)
+        # reply on, the client receives every message published to the channel. The
+        # server's own subscriptions count toward channels_per_connection, but only a
+        # client's are refused by it.
+        ready = self.map.add(client, channel, limited=refusable)
+        if namespace is not None and namespace.join_leave and new:
+            self._watch(channel)
         identity = getattr(client, "identity", None)
         written: Any = None
         if identity is not None:  # anonymous subscribers have no presence

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Iterable, Sized
+from collections.abc import Awaitable, Iterable, Sized
 from typing import TYPE_CHECKING, Any, Protocol
 
 from snorky.client import deliver, fan_out
@@ -19,6 +19,7 @@ from snorky.protocol import Outbound
 if TYPE_CHECKING:
     from snorky.brokers.base import Broker
     from snorky.channels import ChannelMap
+    from snorky.limits import Limiter
     from snorky.metrics import Metrics
 
 __all__ = ["Service", "Registry"]
@@ -36,7 +37,12 @@ class Registry(Protocol):
     registered_services: dict[str, Service]
     clients: set[Any]
     metrics: Metrics | None
+    limiter: Limiter | None
     auth_service: Any
+
+    def identified(self, client: Any) -> bool | Awaitable[bool]:
+        """Whether ``client``, which gained an identity after it connected, may keep it."""
+        ...
 
 
 class Service:

@@ -69,7 +69,9 @@ var CloseCodes = Object.freeze({
   TOKEN_EXPIRED: 4002,
   FORBIDDEN_ORIGIN: 4003,
   DISCONNECTED: 4004,
-  SLOW_CLIENT: 4008
+  TOO_MANY_CONNECTIONS: 4005,
+  SLOW_CLIENT: 4008,
+  TOO_MANY_REQUESTS: 4029
 });
 var CloseReconnect = Object.freeze({
   [CloseCodes.NORMAL]: "backoff",
@@ -84,7 +86,9 @@ var CloseReconnect = Object.freeze({
   [CloseCodes.TOKEN_EXPIRED]: "new token",
   [CloseCodes.FORBIDDEN_ORIGIN]: "no",
   [CloseCodes.DISCONNECTED]: "no",
-  [CloseCodes.SLOW_CLIENT]: "backoff"
+  [CloseCodes.TOO_MANY_CONNECTIONS]: "no",
+  [CloseCodes.SLOW_CLIENT]: "backoff",
+  [CloseCodes.TOO_MANY_REQUESTS]: "backoff"
 });
 
 // src/signal.js

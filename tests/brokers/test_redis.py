@@ -44,3 +44,18 @@ class RedisBrokerTestCase(unittest.IsolatedAsyncioTestCase):
 
 class RedisBrokerContractTests(RedisBrokerTestCase, BrokerContract):
     pass
+
+
+class ClosingTests(RedisBrokerTestCase):
+    async def test_close_does_a_removal_still_waiting(self):
+        """A presence removal still waiting its turn (behind a refresh in flight) when the node
+        closes is done by the close: a node that stops leaves no entry behind."""
+        node = await self.make_node()
+        await node.presence_add("names", "alice", b"x")
+        node._ledger.refreshing = asyncio.get_running_loop().create_future()  # a refresh in flight
+        removal = node.presence_remove("names", "alice")
+        await node.close()
+        self.nodes.remove(node)
+        self.assertTrue(removal.cancelled())
+        other = await self.make_node()
+        self.assertEqual(await other.presence_list("names"), {})

@@ -426,6 +426,52 @@ describe("SockJS", () => {
   }
 });
 
+describe("Limits", () => {
+  let limited;
+
+  before(async () => {
+    const limitsConfig = path.join(folder, "limits.toml");
+    await writeFile(
+      limitsConfig,
+      `log_level = "error"\n[auth]\nsecret = "${SECRET}"\n[limits]\nconnections_per_identity = 1\n` +
+        "commands_per_second = 0.001\ncommands_burst = 3\ncommands_close_after = 1\n",
+    );
+    limited = await startSnorky(limitsConfig);
+  });
+
+  after(async () => {
+    await limited?.stop();
+  });
+
+  it("stays disconnected when its identity has too many connections (4005)", async () => {
+    await connected(client({ identity: "zoe", port: limited.port }));
+    const second = client({ identity: "zoe", port: limited.port });
+    const [closed] = await when(second.disconnected);
+    assert.deepEqual(closed, { code: 4005, reason: "too many connections", willReconnect: false });
+    assert.equal(second.state, "disconnected");
+  });
+
+  it("is refused too_many_requests past the burst, and reconnects with backoff when closed (4029)", async () => {
+    const page = await connected(client({ port: limited.port }));
+    const pubsub = page.services.pubsub;
+    for (const channel of ["a", "b", "c"]) {
+      await pubsub.subscribe({ channel });
+    }
+    await assert.rejects(pubsub.subscribe({ channel: "d" }), { code: "too_many_requests" });
+    const closed = when(page.disconnected);
+    const reconnecting = when(page.reconnecting);
+    await assert.rejects(pubsub.subscribe({ channel: "e" }), { code: "disconnected" });
+    assert.deepEqual((await closed)[0], { code: 4029, reason: "too many requests", willReconnect: true });
+    assert.equal((await reconnecting)[0].code, 4029);
+    // A new connection has a new allowance: the three subscriptions are restored with it.
+    const restored = [];
+    pubsub.restored.add((item) => restored.push(item.channel));
+    await connected(page);
+    await until(() => restored.length === 3, "three subscriptions restored");
+    assert.deepEqual(restored.sort(), ["a", "b", "c"]);
+  });
+});
+
 function readExpiry(answer) {
   return answer.expiresAt;
 }

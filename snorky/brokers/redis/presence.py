@@ -63,7 +63,7 @@ class Ledger:
         self.refreshing: asyncio.Future[None] | None = None
         """Done when the refresh in flight is."""
         self.leaving: dict[tuple[str, str, str], None] = {}
-        """(key, member, token) of removals not done yet (Redis unreachable)."""
+        """(key, member, token) of removals not done yet (waiting their turn, or for Redis)."""
         self._tails: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._numbers = itertools.count(1)
 
@@ -230,22 +230,23 @@ class Presence:
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             done.set_result(False)
             return done
+        # Leaving from now on: a close before the removal is done (waiting its turn, or for
+        # Redis) does it itself.
+        self.ledger.leaving[key, member, token] = None
         return self.ledger.after(
             key, member, lambda: self._remove_presence(key, member, token), removal=True, patience=self.link.timeout
         )
 
     async def _remove_presence(self, key: str, member: str, token: str) -> bool:
-        leaving = (key, member, token)
-        self.ledger.leaving[leaving] = None
-        try:
-            while True:
-                try:
-                    args = [*self.args(), member, token]
-                    return bool(await self.link.eval(PRESENCE_REMOVE, self.keys(key), args) >= 0)
-                except BrokerUnavailable:
-                    await self.link.back.wait()  # the outage ends when Redis answers again
-        finally:
-            del self.ledger.leaving[leaving]
+        while True:
+            try:
+                args = [*self.args(), member, token]
+                removed = bool(await self.link.eval(PRESENCE_REMOVE, self.keys(key), args) >= 0)
+            except BrokerUnavailable:
+                await self.link.back.wait()  # the outage ends when Redis answers again
+            else:
+                del self.ledger.leaving[key, member, token]
+                return removed
 
     async def members(self, key: str) -> dict[str, bytes]:
         """The live members of ``key``; expired ones are removed and reported."""

@@ -194,7 +194,9 @@ class Subscriber:
                     await pubsub.subscribe(*[self.link.channel(t) for t in added])
                 logger.debug("= subscriber connected, %d topic(s)", len(self.handlers))
                 backoff = self.link.reconnect_min
-                while True:
+                # Not ``while True``: redis-py may swallow the cancellation that close() sends
+                # while it waits for a message; the flag ends the loop anyway.
+                while not self.link.closing:
                     message = await pubsub.get_message(timeout=self.link.heartbeat)
                     if message is not None and message["type"] == "subscribe":
                         self._subscription_confirmed(message["channel"])
