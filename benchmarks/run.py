@@ -7,6 +7,7 @@ Workloads:
 
 - ``w1`` (default), fan-out: N subscribers of one channel on one server, one
   publisher; servers ``floor``, ``snorky``, ``tornado``; ratios to ``floor``.
+- ``w2``, echo RPC; ``w3``, idle connections; ``w1p``, W1 paced (latency).
 - ``w4``, cluster fan-out: W1 through Snorky nodes sharing a Redis (a
   redis-server that the runner starts for the suite on a free loopback port,
   without persistence, and stops at the end). Setups ``snorky`` (one node, the
@@ -26,6 +27,13 @@ summary); OUT defaults to ``benchmarks/results/latest``. Figures are medians
 over the rounds; each "x floor" ("x 1 node") is the median over the rounds of
 the ratio to the floor server's (the one Redis node's) figure in the same
 round. See README.md.
+
+``--baseline REF`` (a git ref or commit) extracts ``snorky/`` at REF, and the setups
+named ``SETUP@base`` (``snorky@base``, ``snorky-metrics@base``, ...) run the same
+server script, from the current tree, on that source, in the same rounds as the
+others: the report then compares each Snorky setup with its ``@base`` twin and
+each variant (``snorky-metrics``, ``snorky-namespaces``, ...) with plain ``snorky``
+and ``snorky@base``, per round (section "Same run comparisons").
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +86,9 @@ class Setup:
     messages: int = 0  # W1: publish exactly this many, whatever --messages says (0: as configured)
     deflate: bool = False  # the server accepts permessage-deflate and the W1 generator offers it
     metrics: bool = False  # the server counts everything in Prometheus metrics, as snorky serve does
-    limits: bool = False  # the server enforces snorky serve's [limits] (commands never refused, see README)
-    baseline: bool = False  # Snorky from --baseline-tree (another checkout, e.g. main) instead of this one
+    namespaces: bool = False  # PubSub checks every subscribe and publish against snorky serve's default namespaces
+    limits: bool = False  # the registry enforces snorky serve's [limits] (its command rate raised: nothing refused)
+    base: bool = False  # runs on snorky/ at --baseline REF instead of the current tree
 
 
 SETUPS = {
@@ -88,7 +97,7 @@ SETUPS = {
     "snorky-deflate": Setup("snorky", deflate=True),
     "snorky-metrics": Setup("snorky", metrics=True),
     "snorky-limits": Setup("snorky", limits=True),
-    "snorky-baseline": Setup("snorky", baseline=True),
+    "snorky-namespaces": Setup("snorky", namespaces=True),
     "tornado": Setup("tornado"),
     "redis-1node": Setup("snorky", 1, redis=True),
     "redis-2nodes": Setup("snorky", 2, redis=True),
@@ -99,6 +108,10 @@ SETUPS = {
     "snorky01": Setup("snorky01", env="snorky01", protocol="snorky01"),
 }
 PEERS = "socketio,channels,snorky01"
+BASE = "@base"
+# Every setup of Snorky's server script, run on the --baseline source instead of the tree.
+SETUPS.update({name + BASE: replace(s, base=True) for name, s in list(SETUPS.items()) if s.server == "snorky"})
+PLAIN = "snorky"
 
 
 @dataclass(frozen=True)
@@ -253,17 +266,72 @@ def pinned(cpu: int | None) -> Any:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-def snapshot_source(tree: Path | None = None) -> Path | None:
-    """Copy snorky/ (of this checkout, or of ``tree``) to a temporary folder, so that every run
-    of a suite runs the same code even if the tree is edited meanwhile; the servers import it
-    through PYTHONPATH.
+def snapshot_source() -> Path | None:
+    """Copy snorky/ to a temporary folder, so that every run of a suite runs the same code
+    even if the tree is edited meanwhile; the servers import it through PYTHONPATH.
     """
-    package = (tree if tree is not None else HERE.parent) / "snorky"
+    package = HERE.parent / "snorky"
     if not package.is_dir():
         return None
     folder = Path(tempfile.mkdtemp(prefix="snorky-bench-"))
     shutil.copytree(package, folder / "snorky", ignore=shutil.ignore_patterns("__pycache__"))
     return folder
+
+
+def baseline_source(ref: str) -> tuple[Path, str]:
+    """Extract ``snorky/`` as it is at the git ``ref`` of this repository into a temporary
+    folder (``git archive REF snorky | tar -x``); return the folder and the full commit id."""
+    repo = HERE.parent
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=repo, capture_output=True, text=True
+    )
+    if found.returncode != 0:
+        raise SystemExit(f"--baseline {ref}: not a commit of the repository at {repo}")
+    commit = found.stdout.strip()
+    folder = Path(tempfile.mkdtemp(prefix="snorky-bench-base-"))
+    archive = subprocess.Popen(["git", "archive", "--format=tar", commit, "snorky"], cwd=repo, stdout=subprocess.PIPE)
+    assert archive.stdout is not None
+    untar = subprocess.run(["tar", "-x", "-C", str(folder)], stdin=archive.stdout, capture_output=True, text=True)
+    archive.stdout.close()
+    if archive.wait() != 0 or untar.returncode != 0 or not (folder / "snorky").is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+        raise SystemExit(f"--baseline {ref}: could not extract snorky/ at {commit[:12]}: {untar.stderr.strip()}")
+    return folder, commit
+
+
+def server_options(setup: Setup) -> list[str]:
+    """The options of Snorky's server script that ``setup`` asks for (besides --redis)."""
+    options = []
+    if setup.deflate:
+        options.append("--compression")
+    if setup.metrics:
+        options.append("--metrics")
+    if setup.namespaces:
+        options.append("--namespaces")
+    if setup.limits:
+        options.append("--limits")
+    return options
+
+
+def check_sources(servers: list[str], args: argparse.Namespace, source: Path | None) -> None:
+    """Before any round: end the suite with a clear message if a Snorky setup asks its
+    source for something it does not have (``--namespaces`` on a source from before the
+    channel rules, say), or if that source does not import at all."""
+    for name in servers:
+        setup = SETUPS[name]
+        if setup.server != "snorky":
+            continue
+        tree = args.base_source if setup.base else source
+        done = subprocess.run(
+            [args.python, str(SERVERS["snorky"]), "--check", *server_options(setup)],
+            env=server_env(tree),
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            where = f"snorky/ at {args.baseline} ({args.base_commit[:12]})" if setup.base else "the tree's snorky/"
+            message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            raise SystemExit(f"setup {name} cannot run on {where}: {message}")
 
 
 def server_env(source: Path | None) -> dict[str, str] | None:
@@ -381,6 +449,10 @@ def run_once(
     """Start ``server`` (a setup: one or more processes), run the load generator against it,
     stop it; return the generator's result."""
     setup = SETUPS[server]
+    if setup.base:
+        source = args.base_source
+        if source is None:
+            raise RuntimeError(f"{server} needs --baseline REF")
     ports = free_ports(setup.nodes)
     digest = source_digest(source / "snorky" if source else None)
     extra: list[str] = []
@@ -389,17 +461,7 @@ def run_once(
             raise RuntimeError(f"{server} needs the suite's redis-server")
         redis.command(b"FLUSHALL")
         extra = ["--redis", redis.url, "--prefix", f"bench-{os.getpid()}-{time.monotonic_ns()}"]
-    if setup.deflate:
-        extra.append("--compression")
-    if setup.metrics:
-        extra.append("--metrics")
-    if setup.limits:
-        extra.append("--limits")
-    if setup.baseline:
-        source = getattr(args, "baseline_source", None)
-        if source is None:
-            raise RuntimeError(f"{server} needs --baseline-tree")
-        digest = source_digest(source / "snorky")
+    extra += server_options(setup)
     cpus = args.server_cpus
     logs = [tempfile.TemporaryFile() for _ in ports]
     procs: list[subprocess.Popen[bytes]] = []
@@ -769,6 +831,124 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def source_notes(report: dict[str, Any]) -> list[str]:
+    """A warning if the tree's source (or the baseline's) was not the same in every run."""
+    notes = []
+    for base in (False, True):
+        digests = {
+            r["snorky_source"]
+            for r in report["runs"]
+            if r.get("snorky_source") and r.get("server", "").endswith(BASE) == base
+        }
+        if len(digests) > 1:
+            which = "the baseline's Snorky source" if base else "Snorky's source"
+            notes.append(f"- {which} changed during the suite ({len(digests)} versions: see snorky_source).")
+    return notes
+
+
+def baseline_lines(report: dict[str, Any]) -> list[str]:
+    """The header line saying what the ``@base`` setups ran, if any did."""
+    base = report["config"].get("baseline")
+    if not base:
+        return []
+    return [
+        f"- `{BASE}` setups: the same server script (from the tree) on `snorky/` at `{base['ref']}` "
+        f"(commit {base['commit'][:12]}, source digest {base['digest']}), extracted at the start."
+    ]
+
+
+def compared_metrics(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The figures that the same-run comparisons divide: (metric, column title)."""
+    cfg = report["config"]
+    workload = cfg.get("workload", "w1")
+    if workload == "w2":
+        levels = [c.strip() for c in str(cfg.get("concurrency", "1,50")).split(",") if c.strip()]
+        return [
+            item
+            for c in levels
+            for item in (
+                (f"c{c}_server_us_per_request", f"{c} conn.: server CPU µs / request"),
+                (f"c{c}_requests_per_s", f"{c} conn.: requests/s"),
+            )
+        ]
+    if workload == "w3":
+        return [
+            ("rss_per_connection_kb", "RSS per connection"),
+            ("connect_server_us", "server CPU µs / connection"),
+            ("subscribe_server_us", "server CPU µs / subscription"),
+        ]
+    if workload == "w1p":
+        return [("latency_p50_ms", "latency p50"), ("last_p99_ms", "last delivery p99")]
+    return [("server_cpu_s_per_million", "server CPU s / 1M deliveries"), ("deliveries_per_s", "deliveries/s")]
+
+
+def comparison_pairs(servers: list[str]) -> list[tuple[str, str]]:
+    """(setup, against) pairs among ``servers``: each Snorky setup against its ``@base`` twin;
+    each variant of one Snorky server (metrics, namespaces, ...) against plain ``snorky`` and
+    ``snorky@base`` (an ``@base`` variant against ``snorky@base``)."""
+    pairs: list[tuple[str, str]] = []
+
+    def add(a: str, b: str) -> None:
+        if a != b and b in servers and (a, b) not in pairs:
+            pairs.append((a, b))
+
+    for name in servers:
+        setup = SETUPS.get(name)
+        if setup is None or setup.server != "snorky":
+            continue
+        if not setup.base:
+            add(name, name + BASE)
+        if setup.redis or setup.nodes != 1:
+            continue
+        add(name, PLAIN + BASE if setup.base else PLAIN)
+        if not setup.base:
+            add(name, PLAIN + BASE)
+    return pairs
+
+
+def comparisons(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Same-run ratios of the pairs of :func:`comparison_pairs`: per round, one setup's
+    figure over the other's (the runs that count in the medians), and their median."""
+    out = []
+    for a, b in comparison_pairs(report["config"]["servers"]):
+        for metric, _title in compared_metrics(report):
+            ratios = round_ratios(report, a, b, metric)
+            out.append({"setup": a, "against": b, "metric": metric, "ratio": median(ratios), "per_round": ratios})
+    return out
+
+
+def comparison_lines(report: dict[str, Any]) -> list[str]:
+    """The "Same run comparisons" section (nothing if there is nothing to compare)."""
+    found = report.get("comparisons") or []
+    if not found:
+        return []
+    columns = compared_metrics(report)
+    by_pair: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for c in found:
+        by_pair.setdefault((c["setup"], c["against"]), {})[c["metric"]] = c
+    lines = [
+        "## Same run comparisons",
+        "",
+        "Each cell: the setup's figure over the other setup's in the same round (runs that count in the "
+        "medians), median over the rounds, then each round's ratio. For CPU, above 1 costs more; for "
+        "requests or deliveries per second, above 1 is faster.",
+        "",
+        "| setup | against | " + " | ".join(title for _metric, title in columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
+    for (a, b), cells in by_pair.items():
+        row = []
+        for metric, _title in columns:
+            c = cells.get(metric)
+            if not c or c["ratio"] is None:
+                row.append("–")
+                continue
+            rounds = ", ".join(f"{r:.3f}" for r in c["per_round"])
+            row.append(f"× {c['ratio']:.3f} ({rounds})")
+        lines.append(f"| {a} | {b} | " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     workload = report["config"].get("workload", "w1")
     if workload == "w4":
@@ -795,6 +975,7 @@ def markdown(report: dict[str, Any]) -> str:
         + f"; publisher window {cfg['window']} publishes; payload {cfg['payload']} characters; "
         f"warm-up {cfg['warmup']} messages; subscribers read every {cfg['batch_ms']} ms ({cfg['engine']} engine); "
         f"Snorky run from a {cfg.get('source', 'live tree')}.",
+        *baseline_lines(report),
         "",
         "| server | deliveries/s | × floor | server CPU s / 1M deliveries (user + sys) | × floor "
         "| server CPU use | generator CPU use | generator CPU s / 1M | lost | checks |",
@@ -813,10 +994,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {fmt(server_use, 0)} % | {fmt(gen_use, 0)} % | {fmt(s['gen_cpu_s_per_million'])} "
             f"| {s['lost']} | {checks} |"
         )
-    notes = []
-    digests = sorted({r["snorky_source"] for r in report["runs"] if r.get("snorky_source")})
-    if len(digests) > 1:
-        notes.append(f"- Snorky's source changed during the suite ({len(digests)} versions: see snorky_source).")
+    notes = source_notes(report)
     for server, s in summary.items():
         if s["gen_cpu_util"] is not None and s["gen_cpu_util"] > 0.9:
             notes.append(f"- {server}: the load generator used over 90 % of its CPU: it may be the bottleneck.")
@@ -828,6 +1006,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", "Warnings:", *notes]
     lines += [
         "",
+        *comparison_lines(report),
         "## Every run",
         "",
         "| round | server | messages | deliveries/s | wall s | server CPU s | server CPU use | generator CPU use "
@@ -872,6 +1051,7 @@ def header(report: dict[str, Any], title: str) -> list[str]:
         f"{cfg['rounds']} rounds, each server started afresh per round, in a rotated order; figures are medians "
         f'over the rounds, "× floor" the median of the per-round ratios to the floor. Snorky run from a '
         f"{cfg.get('source', 'live tree')}.",
+        *baseline_lines(report),
     ]
 
 
@@ -883,10 +1063,7 @@ def checks_cell(s: dict[str, Any]) -> str:
 
 
 def error_notes(report: dict[str, Any]) -> list[str]:
-    notes = []
-    digests = sorted({r["snorky_source"] for r in report["runs"] if r.get("snorky_source")})
-    if len(digests) > 1:
-        notes.append(f"- Snorky's source changed during the suite ({len(digests)} versions: see snorky_source).")
+    notes = source_notes(report)
     for server, s in report["summary"].items():
         for error in s["errors"]:
             notes.append(f"- {server}: error: {error}")
@@ -937,6 +1114,7 @@ def markdown_w2(report: dict[str, Any]) -> str:
     if notes:
         lines += ["Warnings:", *notes, ""]
     lines += [
+        *comparison_lines(report),
         "## Every run",
         "",
         "| round | server | connections | calls | requests/s | server CPU µs / request | server CPU use "
@@ -1001,6 +1179,7 @@ def markdown_w3(report: dict[str, Any]) -> str:
         lines += ["", "Warnings:", *notes]
     lines += [
         "",
+        *comparison_lines(report),
         "## Every run",
         "",
         "| round | server | RSS before kB | RSS connected kB | RSS subscribed kB | kB / connection "
@@ -1067,6 +1246,7 @@ def markdown_w1p(report: dict[str, Any]) -> str:
         lines += ["", "Warnings:", *notes]
     lines += [
         "",
+        *comparison_lines(report),
         "## Every run",
         "",
         "| round | server | latency p50 / p90 / p99 / max ms | last delivery p50 / p99 ms | server CPU use "
@@ -1117,6 +1297,7 @@ def markdown_w4(report: dict[str, Any]) -> str:
         + f"; publisher window {cfg['window']} publishes; payload {cfg['payload']} characters; "
         f"warm-up {cfg['warmup']} messages; subscribers read every {cfg['batch_ms']} ms ({cfg['engine']} engine); "
         f"Snorky run from a {cfg.get('source', 'live tree')}.",
+        *baseline_lines(report),
         "",
     ]
     one, two, memory = "redis-1node", "redis-2nodes", "snorky"
@@ -1188,10 +1369,7 @@ def markdown_w4(report: dict[str, Any]) -> str:
             f"| {pct(s['gen_cpu_util'])} | {fmt(s['gen_cpu_s_per_million'])} | {pct(s.get('ksoftirqd_util'))} "
             f"| {pct(s.get('machine_cpu_util'))} | {s['lost']} | {checks} |"
         )
-    notes = []
-    digests = sorted({r["snorky_source"] for r in report["runs"] if r.get("snorky_source")})
-    if len(digests) > 1:
-        notes.append(f"- Snorky's source changed during the suite ({len(digests)} versions: see snorky_source).")
+    notes = source_notes(report)
     for server, s in summary.items():
         for error in s["errors"]:
             notes.append(f"- {server}: error: {error}")
@@ -1199,6 +1377,7 @@ def markdown_w4(report: dict[str, Any]) -> str:
         lines += ["", "Warnings:", *notes]
     lines += [
         "",
+        *comparison_lines(report),
         "## Every run",
         "",
         "| round | setup | messages | deliveries/s | wall s | nodes' CPU s | node 1 CPU use | node 2 CPU use "
@@ -1314,9 +1493,10 @@ def main() -> None:
         help="run the servers on snorky/ as it is at each run, not on a copy made at the start",
     )
     parser.add_argument(
-        "--baseline-tree",
-        metavar="PATH",
-        help="a checkout (e.g. of main) whose snorky/ the snorky-baseline setup runs on, copied at the start",
+        "--baseline",
+        metavar="REF",
+        help=f"a git ref or commit: run the setups named SETUP{BASE} (snorky{BASE}, snorky-metrics{BASE}, ...) "
+        "on snorky/ as it is at REF, in the same rounds, and compare (see README.md)",
     )
     parser.add_argument(
         "--from-json", metavar="JSON", help="run nothing: summarize the runs of an earlier OUT.json again, into --out"
@@ -1335,6 +1515,7 @@ def main() -> None:
             workload.ratio_suffix,
             *workload_metrics(report),
         )
+        report["comparisons"] = comparisons(report)
         write(report, Path(args.out))
         return
 
@@ -1343,6 +1524,9 @@ def main() -> None:
     unknown = [s for s in servers if s not in SETUPS]
     if unknown:
         parser.error(f"unknown servers: {', '.join(unknown)} (known: {', '.join(SETUPS)})")
+    based = [s for s in servers if SETUPS[s].base]
+    if based and not args.baseline:
+        parser.error(f"--baseline REF is needed by {', '.join(based)}")
     if args.window is None:
         args.window = workload.window
     if args.n is None:
@@ -1384,18 +1568,30 @@ def main() -> None:
             "channels": args.channels,
             "rate": args.rate,
             "paced_seconds": args.paced_seconds,
+            "baseline": None,
         },
         "environment": environment(),
         "runs": [],
     }
+    args.base_source = args.base_commit = None
+    if args.baseline:
+        args.base_source, args.base_commit = baseline_source(args.baseline)
+        report["config"]["baseline"] = {
+            "ref": args.baseline,
+            "commit": args.base_commit,
+            "digest": source_digest(args.base_source / "snorky"),
+        }
     source = None if args.live_source else snapshot_source()
     report["config"]["source"] = "live tree" if source is None else "copy of snorky/ made at the start"
     if source is not None:
         report["environment"]["snorky_source"] = source_digest(source / "snorky")
-    args.baseline_source = snapshot_source(Path(args.baseline_tree)) if args.baseline_tree else None
-    if args.baseline_source is not None:
-        report["config"]["baseline_tree"] = str(Path(args.baseline_tree).resolve())
-        report["environment"]["baseline_source"] = source_digest(args.baseline_source / "snorky")
+    try:
+        check_sources(servers, args, source)
+    except SystemExit:
+        for folder in (source, args.base_source):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
     redis = None
     if any(SETUPS[s].redis for s in servers):
         redis = RedisServer(args.redis_server, args.redis_cpu)
@@ -1412,14 +1608,14 @@ def main() -> None:
     finally:
         if redis is not None:
             redis.stop()
-        if source is not None:
-            shutil.rmtree(source, ignore_errors=True)
-        if args.baseline_source is not None:
-            shutil.rmtree(args.baseline_source, ignore_errors=True)
+        for folder in (source, args.base_source):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     report["elapsed_s"] = time.monotonic() - started
     report["summary"] = summarize(
         report["runs"], servers, workload.baseline, workload.ratio_suffix, *workload_metrics(args)
     )
+    report["comparisons"] = comparisons(report)
     print()
     write(report, out)
 
