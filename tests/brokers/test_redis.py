@@ -52,7 +52,7 @@ class ClosingTests(RedisBrokerTestCase):
         closes is done by the close: a node that stops leaves no entry behind."""
         node = await self.make_node()
         await node.presence_add("names", "alice", b"x")
-        node._ledger.refreshing = asyncio.get_running_loop().create_future()  # a refresh in flight
+        node._presence.ledger.refreshing = asyncio.get_running_loop().create_future()  # a refresh in flight
         removal = node.presence_remove("names", "alice")
         await node.close()
         self.nodes.remove(node)
