@@ -95,6 +95,8 @@ class Metrics:
         self.limits = Counter("snorky_limits_hit", "Requests refused by a limit, by limit", ["limit"], registry=r)
         self.registry.register(_State(self))
         self._received: dict[str, Any] = {}
+        self._commands: dict[tuple[str, str, bool], Any] = {}
+        self._fanout: dict[str, tuple[Any, Any, Any]] = {}
 
     # Events ---------------------------------------------------------------------
 
@@ -107,9 +109,11 @@ class Metrics:
 
     def command_done(self, service: str, command: str, started: float, outcome: str) -> None:
         """A command was answered (``outcome`` is ``"ok"`` or the error code)."""
-        self.commands.labels(service, command, "ok" if outcome == "ok" else "error").observe(
-            time.perf_counter() - started
-        )
+        key = (service, command, outcome == "ok")
+        child = self._commands.get(key)
+        if child is None:  # labels() takes a lock and builds a key: once per command, not per call
+            child = self._commands[key] = self.commands.labels(service, command, "ok" if key[2] else "error")
+        child.observe(time.perf_counter() - started)
 
     def error(self, service: str | None, code: str) -> None:
         """An error reply went out."""
@@ -117,10 +121,17 @@ class Metrics:
 
     def fanout(self, service: str, recipients: int, size: int) -> None:
         """One message of ``size`` bytes went to ``recipients`` local clients."""
-        self.messages_sent.labels(service).inc()
+        children = self._fanout.get(service)
+        if children is None:
+            children = self._fanout[service] = (
+                self.messages_sent.labels(service),
+                self.deliveries.labels(service),
+                self.bytes_written.labels(service),
+            )
+        children[0].inc()
         if recipients:
-            self.deliveries.labels(service).inc(recipients)
-            self.bytes_written.labels(service).inc(recipients * size)
+            children[1].inc(recipients)
+            children[2].inc(recipients * size)
 
     def totals(self) -> dict[str, float]:
         """The event counters summed over their labels (the admin page's rates come from them)."""
