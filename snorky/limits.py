@@ -200,7 +200,7 @@ class Limiter:
         """Count one refusal by ``limit`` (one of :data:`LIMIT_NAMES`)."""
         self.hits[limit] += 1
         if self.metrics is not None:
-            self.metrics.limits.labels(limit).inc()
+            self.metrics.limit_hit(limit)
 
     # Connections --------------------------------------------------------------------
 

@@ -8,6 +8,12 @@ Two kinds, chosen so that the fan-out costs nothing per delivery:
 - *state*, read when Prometheus scrapes: connections, subscriptions, channels,
   the broker's counters (outages, dropped messages, ...) and sizes.
 
+Events are counted in plain Python dictionaries and :class:`~snorky.histogram.Histogram`
+objects, on the event loop's thread, and turned into Prometheus families only when
+scraped: ``prometheus_client``'s own counters and histograms take a lock on every
+increment, which a message that makes two or three of them would feel. The
+library still gives the registry, the families and the text format.
+
 Every series carries a ``node`` label with the node's id, so that the series of
 several nodes behind one load balancer stay apart. Each server has its own
 :class:`Metrics` (and its own ``prometheus_client`` registry), so several
@@ -22,22 +28,25 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
+
+from snorky.histogram import LATENCY_BUCKETS, Histogram
 
 __all__ = ["Metrics", "CONTENT_TYPE", "LATENCY_BUCKETS"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The Content-Type of ``/metrics`` (Prometheus' text format)."""
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Seconds: command and broker latencies, from half a millisecond to the timeouts."""
+_perf_counter = time.perf_counter
 
 
 class Metrics:
     """The metrics of one node.
+
+    Count from the event loop's thread only (the counts are plain Python).
 
     Args:
         node: the node's id, written as the ``node`` label of every series.
@@ -48,105 +57,80 @@ class Metrics:
     def __init__(self, node: str, state: Callable[[], dict[str, Any]] | None = None) -> None:
         self.node = node
         self.state = state
-        self.registry = CollectorRegistry(auto_describe=False)  # the state is read at scrapes, never before
+        self.registry = CollectorRegistry(auto_describe=False)  # everything is read at scrapes, never before
         """This node's own registry (not prometheus_client's global one)."""
-        r = self.registry
-        self.connects = Counter("snorky_connects", "Connections opened, by transport", ["transport"], registry=r)
-        self.disconnects = Counter(
-            "snorky_disconnects", "Connections closed, by transport and close code", ["transport", "code"], registry=r
-        )
-        self.messages_received = Counter(
-            "snorky_messages_received", "Messages received from clients, by service", ["service"], registry=r
-        )
-        self.messages_sent = Counter(
-            "snorky_messages_sent",
-            "Messages sent out (a publish or push counts once, whatever the number of recipients), by service",
-            ["service"],
-            registry=r,
-        )
-        self.deliveries = Counter(
-            "snorky_deliveries",
-            "Messages delivered to local clients (one per recipient), by service",
-            ["service"],
-            registry=r,
-        )
-        self.bytes_written = Counter(
-            "snorky_bytes_written",
-            "Bytes of messages handed to clients' connections, by service",
-            ["service"],
-            registry=r,
-        )
-        self.commands = Histogram(
-            "snorky_command_duration_seconds",
-            "Commands answered, by service, command and outcome, and how long the answer took",
-            ["service", "command", "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.errors = Counter(
-            "snorky_errors", "Error replies sent to clients, by service and error code", ["service", "code"], registry=r
-        )
-        self.broker_publish = Histogram(
-            "snorky_broker_publish_duration_seconds",
-            "Time from a publish to the broker's acknowledgement",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.limits = Counter("snorky_limits_hit", "Requests refused by a limit, by limit", ["limit"], registry=r)
-        self.registry.register(_State(self))
-        self._received: dict[str, Any] = {}
-        self._commands: dict[tuple[str, str, bool], Any] = {}
-        self._fanout: dict[str, tuple[Any, Any, Any]] = {}
+        self.connects: dict[str, int] = {}
+        """Connections opened, by transport."""
+        self.disconnects: dict[tuple[str, str], int] = {}
+        """Connections closed, by transport and close code."""
+        self.received_by: dict[str, int] = {}
+        """Messages received, by service."""
+        self.fanouts: dict[str, list[int]] = {}
+        """By service: messages sent out, deliveries, bytes written."""
+        self.commands: dict[tuple[str, str, bool], Histogram] = {}
+        """Latencies of the commands answered, by service, command and success."""
+        self.errors: dict[tuple[str, str], int] = {}
+        """Error replies, by service and code."""
+        self.limits: dict[str, int] = {}
+        """Requests refused, by limit."""
+        self.registry.register(_Collector(self))
 
     # Events ---------------------------------------------------------------------
 
+    def connected(self, transport: str) -> None:
+        """A connection of ``transport`` opened."""
+        self.connects[transport] = self.connects.get(transport, 0) + 1
+
+    def disconnected(self, transport: str, code: int | str | None) -> None:
+        """A connection closed with ``code``."""
+        key = (transport, str(code))
+        self.disconnects[key] = self.disconnects.get(key, 0) + 1
+
     def received(self, service: str) -> None:
         """A client's message for ``service`` arrived."""
-        child = self._received.get(service)
-        if child is None:
-            child = self._received[service] = self.messages_received.labels(service)
-        child.inc()
+        counts = self.received_by
+        counts[service] = counts.get(service, 0) + 1
 
     def command_done(self, service: str, command: str, started: float, outcome: str) -> None:
-        """A command was answered (``outcome`` is ``"ok"`` or the error code)."""
+        """A command that arrived at ``started`` (``time.perf_counter()``) was answered
+        (``outcome`` is ``"ok"`` or the error code)."""
+        elapsed = _perf_counter() - started
         key = (service, command, outcome == "ok")
-        child = self._commands.get(key)
-        if child is None:  # labels() takes a lock and builds a key: once per command, not per call
-            child = self._commands[key] = self.commands.labels(service, command, "ok" if key[2] else "error")
-        child.observe(time.perf_counter() - started)
+        histogram = self.commands.get(key)
+        if histogram is None:
+            histogram = self.commands[key] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(elapsed)
 
     def error(self, service: str | None, code: str) -> None:
         """An error reply went out."""
-        self.errors.labels(service or "", code).inc()
+        key = (service or "", code)
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+    def limit_hit(self, limit: str) -> None:
+        """A request was refused by ``limit`` (a ``[limits]`` option's name)."""
+        self.limits[limit] = self.limits.get(limit, 0) + 1
 
     def fanout(self, service: str, recipients: int, size: int) -> None:
         """One message of ``size`` bytes went to ``recipients`` local clients."""
-        children = self._fanout.get(service)
-        if children is None:
-            children = self._fanout[service] = (
-                self.messages_sent.labels(service),
-                self.deliveries.labels(service),
-                self.bytes_written.labels(service),
-            )
-        children[0].inc()
+        counts = self.fanouts.get(service)
+        if counts is None:
+            counts = self.fanouts[service] = [0, 0, 0]
+        counts[0] += 1
         if recipients:
-            children[1].inc(recipients)
-            children[2].inc(recipients * size)
+            counts[1] += recipients
+            counts[2] += recipients * size
 
     def totals(self) -> dict[str, float]:
         """The event counters summed over their labels (the admin page's rates come from them)."""
-        counters = {
-            "connects": self.connects,
-            "disconnects": self.disconnects,
-            "received": self.messages_received,
-            "sent": self.messages_sent,
-            "deliveries": self.deliveries,
-            "bytes_written": self.bytes_written,
-            "errors": self.errors,
-        }
+        fanouts = self.fanouts.values()
         return {
-            name: sum(s.value for family in counter.collect() for s in family.samples if s.name.endswith("_total"))
-            for name, counter in counters.items()
+            "connects": sum(self.connects.values()),
+            "disconnects": sum(self.disconnects.values()),
+            "received": sum(self.received_by.values()),
+            "sent": sum(counts[0] for counts in fanouts),
+            "deliveries": sum(counts[1] for counts in fanouts),
+            "bytes_written": sum(counts[2] for counts in fanouts),
+            "errors": sum(self.errors.values()),
         }
 
     # Exposition -------------------------------------------------------------------
@@ -154,6 +138,53 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text Prometheus scrapes, every series labelled with this node."""
         return generate_latest(_Labelled(self.registry, self.node))
+
+    def collect_events(self) -> Iterator[Metric]:
+        """The event counters and histograms as they stand."""
+        fanouts = sorted(self.fanouts.items())
+        yield _counter("snorky_connects", "Connections opened, by transport", ["transport"], self.connects)
+        yield _counter(
+            "snorky_disconnects",
+            "Connections closed, by transport and close code",
+            ["transport", "code"],
+            self.disconnects,
+        )
+        yield _counter(
+            "snorky_messages_received", "Messages received from clients, by service", ["service"], self.received_by
+        )
+        yield _counter(
+            "snorky_messages_sent",
+            "Messages sent out (a publish or push counts once, whatever the number of recipients), by service",
+            ["service"],
+            {service: counts[0] for service, counts in fanouts},
+        )
+        yield _counter(
+            "snorky_deliveries",
+            "Messages delivered to local clients (one per recipient), by service",
+            ["service"],
+            {service: counts[1] for service, counts in fanouts},
+        )
+        yield _counter(
+            "snorky_bytes_written",
+            "Bytes of messages handed to clients' connections, by service",
+            ["service"],
+            {service: counts[2] for service, counts in fanouts},
+        )
+        commands = HistogramMetricFamily(
+            "snorky_command_duration_seconds",
+            "Commands answered, by service, command and outcome, and how long the answer took",
+            labels=["service", "command", "outcome"],
+        )
+        for (service, command, ok), histogram in sorted(self.commands.items()):
+            _add_histogram(commands, [service, command, "ok" if ok else "error"], histogram)
+        yield commands
+        yield _counter(
+            "snorky_errors",
+            "Error replies sent to clients, by service and error code",
+            ["service", "code"],
+            self.errors,
+        )
+        yield _counter("snorky_limits_hit", "Requests refused by a limit, by limit", ["limit"], self.limits)
 
     def collect_state(self) -> Iterator[Metric]:
         """The gauges and counters read at each scrape from :attr:`state`."""
@@ -184,6 +215,14 @@ class Metrics:
         for name, help_text in _BROKER_GAUGES.items():
             if name in broker:
                 yield GaugeMetricFamily(f"snorky_broker_{name}", help_text, value=float(broker[name]))
+        publishes = HistogramMetricFamily(
+            "snorky_broker_publish_duration_seconds",
+            "Time from a publish to the broker's acknowledgement (a networked broker's; none in memory)",
+        )
+        latency = state.get("publish_latency")
+        if latency is not None:
+            _add_histogram(publishes, [], latency)
+        yield publishes
         yield GaugeMetricFamily(
             "snorky_draining", "1 while the node drains before it stops", value=state.get("draining", 0)
         )
@@ -206,14 +245,33 @@ _BROKER_GAUGES = {
 }
 
 
-class _State:
-    """The collector of :meth:`Metrics.collect_state`."""
+def _counter(name: str, help_text: str, labels: list[str], counts: dict[Any, int]) -> CounterMetricFamily:
+    """A counter family from counts keyed by label value (a string) or values (a tuple)."""
+    family = CounterMetricFamily(name, help_text, labels=labels)
+    for key, value in sorted(counts.items()):
+        family.add_metric(key if isinstance(key, tuple) else (key,), value)
+    return family
+
+
+def _bound(bound: float) -> str:
+    """A bucket's ``le`` label as Prometheus writes it (``+Inf``, ``0.0005``, ``10.0``)."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    buckets = [(_bound(bound), float(count)) for bound, count in histogram.cumulative()]
+    family.add_metric(labels, buckets, histogram.sum)
+
+
+class _Collector:
+    """The registry's one collector: events, then state."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        return self.metrics.collect_state()
+        yield from self.metrics.collect_events()
+        yield from self.metrics.collect_state()
 
 
 class _Labelled:

@@ -378,6 +378,7 @@ class SnorkyServer:
             "connections": connections,
             "services": services,
             "broker": self.broker.stats(),
+            "publish_latency": self.broker.publish_latency,
             "draining": int(self.draining),
         }
 

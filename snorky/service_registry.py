@@ -237,7 +237,7 @@ class ServiceRegistry:
             return
         self.clients.add(client)
         if self.metrics is not None:
-            self.metrics.connects.labels(transport_of(client)).inc()
+            self.metrics.connected(transport_of(client))
         limiter = self.limiter
         if limiter is not None:
             admitted = limiter.connected(client)
@@ -314,7 +314,7 @@ class ServiceRegistry:
             self.clients.discard(client)
             if self.metrics is not None:
                 code = client.close_code if isinstance(client, Client) else None
-                self.metrics.disconnects.labels(transport_of(client), str(code)).inc()
+                self.metrics.disconnected(transport_of(client), code)
         if self.limiter is not None:
             self.limiter.disconnected(client)
         for service in tuple(self.registered_services.values()):

@@ -3,6 +3,8 @@ move by exactly what was done."""
 
 import asyncio
 import json
+import time
+import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
@@ -10,7 +12,10 @@ from tornado.testing import AsyncTestCase, gen_test
 from tornado.websocket import websocket_connect
 
 from snorky.config import Config
+from snorky.histogram import Histogram
+from snorky.metrics import Metrics
 from snorky.server import SnorkyServer
+from tests.redis_server import RedisServer
 
 TIMEOUT = 20
 
@@ -100,3 +105,64 @@ class MetricsTests(AsyncTestCase):
         self.assertEqual(count("snorky_errors_total", service="pubsub", code="unknown_command"), 1)
         self.assertGreater(count("snorky_bytes_written_total", service="pubsub"), 0)
         self.assertEqual(after["snorky_connections", (("transport", "websocket"),)], 2)
+
+    @gen_test(timeout=60)
+    async def test_broker_publish_latency_on_redis(self):
+        """On a real Redis, each publish a client makes is timed once, to Redis's answer."""
+        redis = RedisServer().start()
+        config = Config.from_dict(
+            {
+                "broker": redis.url,
+                "redis": {"prefix": "metrics-latency"},
+                "frontend": {"port": 0, "drain_window": 0},
+                "backend": {"port": 0, "api_key": "metrics-key"},
+                "namespaces": {"allow_publish": "anyone"},
+            }
+        )
+        self.server = server = SnorkyServer(config)
+        await server.start()
+        try:
+            before = await self.scrape(server.backend_port)
+            ws = await websocket_connect(f"ws://127.0.0.1:{server.frontend_port}/ws")
+            for i in range(4):
+                ws.write_message(frame("publish", i, channel="news", message=i))
+            for _ in range(4):
+                self.assertEqual((await self.read(ws))["type"], "response")
+            ws.close()
+            after = await self.scrape(server.backend_port)
+        finally:
+            await server.stop(grace=1)
+            redis.close()
+        name = "snorky_broker_publish_duration_seconds"
+        self.assertEqual(self.moved(before, after, name + "_count"), 4)
+        self.assertEqual(self.moved(before, after, "snorky_broker_published_total"), 4)
+        self.assertGreater(self.moved(before, after, name + "_sum"), 0)
+        self.assertEqual(after[name + "_bucket", (("le", "+Inf"),)], after[name + "_count", ()])
+
+
+class HistogramTests(unittest.TestCase):
+    def test_buckets_hold_what_is_at_or_under_their_bound(self):
+        histogram = Histogram((0.1, 1.0))
+        for value in (0.05, 0.1, 0.5, 1.0, 3.0):
+            histogram.observe(value)
+        self.assertEqual(histogram.cumulative(), [(0.1, 2), (1.0, 4), (float("inf"), 5)])
+        self.assertEqual(histogram.count, 5)
+        self.assertAlmostEqual(histogram.sum, 4.65)
+
+    def test_exposed_as_a_prometheus_histogram(self):
+        """The plain counts come out as _bucket (cumulative, le as Prometheus writes it), _count and _sum."""
+        metrics = Metrics("n1")
+        for started_ago in (0.0, 0.0, 20.0):
+            metrics.command_done("echo", "echo", time.perf_counter() - started_ago, "ok")
+        metrics.command_done("echo", "echo", time.perf_counter(), "unknown_command")
+        samples = {}
+        for family in text_string_to_metric_families(metrics.exposition().decode()):
+            for sample in family.samples:
+                samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+        ok = (("command", "echo"), ("node", "n1"), ("outcome", "ok"), ("service", "echo"))
+        self.assertEqual(samples["snorky_command_duration_seconds_count", ok], 3)
+        self.assertEqual(samples["snorky_command_duration_seconds_bucket", (*ok[:1], ("le", "10.0"), *ok[1:])], 2)
+        self.assertEqual(samples["snorky_command_duration_seconds_bucket", (*ok[:1], ("le", "+Inf"), *ok[1:])], 3)
+        self.assertGreaterEqual(samples["snorky_command_duration_seconds_sum", ok], 20.0)
+        error = (("command", "echo"), ("node", "n1"), ("outcome", "error"), ("service", "echo"))
+        self.assertEqual(samples["snorky_command_duration_seconds_count", error], 1)

@@ -22,6 +22,7 @@ from typing import Any, TypeAlias, TypeVar, overload
 import orjson
 
 from snorky.errors import BrokerUnavailable
+from snorky.histogram import Histogram
 from snorky.protocol import Outbound
 
 __all__ = [
@@ -310,6 +311,12 @@ class Broker(ABC):
     def stats(self) -> dict[str, Any]:
         """Counters for the status page and server info."""
         return {}
+
+    @property
+    def publish_latency(self) -> Histogram | None:
+        """How long publishes waited for the broker's acknowledgement, in seconds (a
+        networked broker's; ``None`` where a publish is done when it returns)."""
+        return None
 
     @property
     def reachable(self) -> bool:

@@ -29,6 +29,7 @@ from snorky.brokers.redis.presence import Presence
 from snorky.brokers.redis.publisher import Outbox, Publisher, Refused
 from snorky.brokers.redis.subscriber import Confirmation, Subscriber
 from snorky.errors import BrokerUnavailable
+from snorky.histogram import Histogram
 from snorky.protocol import Outbound
 
 __all__ = ["RedisBroker"]
@@ -111,6 +112,10 @@ class RedisBroker(Broker):
     @property
     def _outbox(self) -> Outbox:
         return self._publisher.outbox
+
+    @property
+    def publish_latency(self) -> Histogram:
+        return self._publisher.outbox.latency
 
     @property
     def _heartbeats(self) -> int:

@@ -18,6 +18,7 @@ from snorky.brokers.base import History
 from snorky.brokers.redis.link import CONNECTION_ERRORS, Link, now_ms, transient
 from snorky.brokers.redis.scripts import PUBLISH_BATCH, SHAS
 from snorky.errors import BrokerUnavailable
+from snorky.histogram import Histogram
 from snorky.protocol import Outbound
 
 __all__ = ["Outbox", "Publisher", "Refused"]
@@ -39,7 +40,7 @@ class Refused:
 class _Publish:
     """One publish waiting in the queue."""
 
-    __slots__ = ("topic", "data", "history", "seq", "tagged", "sent")
+    __slots__ = ("topic", "data", "history", "seq", "tagged", "sent", "queued")
 
     def __init__(
         self,
@@ -59,6 +60,8 @@ class _Publish:
         """Whether it names a local client to skip (the tag carries its sequence number)."""
         self.sent = sent
         """Resolved once Redis has it, or ``timeout`` seconds after the publish."""
+        self.queued = time.perf_counter()
+        """When it was published, for the latency in the metrics."""
 
 
 class Outbox:
@@ -76,6 +79,8 @@ class Outbox:
         self._sequence = itertools.count(1)
         self._unanswered: deque[tuple[float, asyncio.Future[None]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self.latency = Histogram()
+        """Seconds from each publish to Redis's answer for it."""
 
     def __len__(self) -> int:
         return len(self.queue)
@@ -101,8 +106,12 @@ class Outbox:
 
     def sent(self, count: int) -> None:
         """The first ``count`` publishes are in Redis: answer them."""
+        now = time.perf_counter()
+        observe = self.latency.observe
         for _ in range(count):
-            future = self.queue.popleft().sent
+            item = self.queue.popleft()
+            observe(now - item.queued)
+            future = item.sent
             if future is not None and not future.done():
                 future.set_result(None)
 
