@@ -28,16 +28,16 @@ class NestingTooDeep(ValueError):
 class HashableList(list[Any]):
     """A :class:`list` that can be hashed; do not change it once it is used as a key."""
 
-    __slots__ = ("_hash",)
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._hash: int | None = None
+    __slots__ = ("_hash",)  # set by the first hash: no __init__ of our own, list's is in C
+    _hash: int
 
     def __hash__(self) -> int:  # type: ignore[override]  # list declares __hash__ = None
-        if self._hash is None:
-            self._hash = hash(tuple(self))
-        return self._hash
+        try:
+            return self._hash
+        except AttributeError:
+            value: int = hash(tuple(self))
+            self._hash = value
+            return value
 
 
 class HashableDict(dict[Any, Any]):
@@ -46,16 +46,19 @@ class HashableDict(dict[Any, Any]):
     Two dicts with the same items hash alike whatever their key order.
     """
 
-    __slots__ = ("_hash",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._hash: int | None = None
+    __slots__ = ("_hash",)  # set by the first hash: no __init__ of our own, dict's is in C
+    _hash: int
 
     def __hash__(self) -> int:  # type: ignore[override]  # dict declares __hash__ = None
-        if self._hash is None:
-            self._hash = hash(frozenset(self.items()))
-        return self._hash
+        try:
+            return self._hash
+        except AttributeError:
+            value: int = hash(frozenset(self.items()))
+            self._hash = value
+            return value
+
+
+_CONTAINERS = frozenset((dict, list, HashableDict, HashableList))
 
 
 def make_hashable(value: Any, max_depth: int = MAX_DEPTH) -> Any:
@@ -66,22 +69,26 @@ def make_hashable(value: Any, max_depth: int = MAX_DEPTH) -> Any:
     Raises:
         NestingTooDeep: lists and dicts are nested more than ``max_depth`` levels deep.
     """
-    kind = type(value)
-    if kind is dict or kind is HashableDict or kind is list or kind is HashableList:
+    if type(value) in _CONTAINERS:
         return _convert(value, max_depth)
     return value
 
 
 def _convert(value: Any, room: int) -> Any:
-    kind = type(value)
-    if kind is dict or kind is HashableDict:
-        if not room:
-            raise NestingTooDeep("lists and objects nested too deep")
-        room -= 1
-        return HashableDict({key: _convert(item, room) for key, item in value.items()})
-    if kind is list or kind is HashableList:
-        if not room:
-            raise NestingTooDeep("lists and objects nested too deep")
-        room -= 1
-        return HashableList([_convert(item, room) for item in value])
-    return value
+    """A hashable copy of the list or dict ``value``: copied whole in C, then only the
+    lists and dicts in it replaced (most values of a message are scalars)."""
+    if not room:
+        raise NestingTooDeep("lists and objects nested too deep")
+    room -= 1
+    containers = _CONTAINERS
+    if type(value) is dict or type(value) is HashableDict:
+        mapping = HashableDict(value)
+        for key, item in value.items():
+            if type(item) in containers:
+                mapping[key] = _convert(item, room)
+        return mapping
+    sequence = HashableList(value)
+    for index, item in enumerate(value):
+        if type(item) in containers:
+            sequence[index] = _convert(item, room)
+    return sequence
