@@ -24,18 +24,18 @@ class Client:
 
     Transports subclass it. A subclass written for Snorky 0.1 needs only
     :meth:`send`; transports that write pre-encoded messages override
-    :meth:`deliver`, and those whose every message goes out in one encoded form
-    also set :attr:`writer` and :attr:`wire`, so that a fan-out hands them the form
-    it encoded once for all recipients, with no call in between.
+    :meth:`deliver` and take the form they need from the
+    :class:`~snorky.protocol.Outbound`, which encodes each form once for all
+    recipients. A connection that writes WebSocket frames as they are also sets
+    :attr:`writer`, so that a fan-out hands it the shared frame with no call in
+    between.
     """
 
     transport: str = "custom"
     """The transport's name (``"websocket"``, ``"sockjs"``, ``"http"``), for metrics and logs."""
-    writer: Callable[[Any], None] | None = None
-    """Optional: a callable taking the message in this client's :attr:`wire` form."""
-    wire: str = "ws_frame"
-    """The :class:`~snorky.protocol.Outbound` attribute :attr:`writer` takes
-    (``"ws_frame"``: a complete WebSocket frame; ``"sockjs"``, ``"json"``)."""
+    writer: Callable[[bytes], None] | None = None
+    """Optional: a callable taking the message as a complete WebSocket text frame
+    (:attr:`Outbound.ws_frame <snorky.protocol.Outbound.ws_frame>`)."""
     identity: Any = None
     """Who the peer proved to be (the token's ``sub``; ``None`` for an anonymous peer).
 
@@ -49,6 +49,9 @@ class Client:
     """The close code the connection ended with, once it ended (for metrics and logs)."""
 
     def __init__(self) -> None:
+        # An instance attribute, not only the class's default: fan_out reads it once per
+        # recipient, and CPython reads an instance's own attribute much faster.
+        self.writer = None
         self.identity = None
         self.info = None
         self.claims = None
@@ -90,22 +93,24 @@ def fan_out(clients: Iterable[Any], out: Outbound) -> None:
     """Send ``out`` to every one of ``clients`` but ``out.exclude``, encoding it once per form.
 
     This is the hot path of every publish: a client with a :attr:`Client.writer` is
-    handed the shared encoded form directly (a WebSocket connection writes the frame
-    built once for all), and the others go through :func:`deliver`.
+    handed the shared frame directly (a WebSocket connection writes the frame built
+    once for all), and the others go through :func:`deliver`.
     """
     exclude = out.exclude
-    form = encoded = None
+    frame = None
     for client in clients:
         if client is exclude:
             continue
-        write = getattr(client, "writer", None)  # 0.1 objects have no such attribute
+        try:
+            write = client.writer
+        except AttributeError:  # an object written for Snorky 0.1
+            write = None
         if write is None:
             deliver(client, out)
             continue
-        wire = client.wire
-        if wire is not form:
-            form, encoded = wire, getattr(out, wire)
-        write(encoded)
+        if frame is None:
+            frame = out.ws_frame
+        write(frame)
 
 
 def transport_of(client: Any) -> str:
