@@ -8,9 +8,10 @@ turns these into Prometheus histograms when it is scraped.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 
-__all__ = ["Histogram", "LATENCY_BUCKETS"]
+__all__ = ["Histogram", "Timings", "LATENCY_BUCKETS"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds: command and broker latencies, from half a millisecond to the timeouts."""
@@ -23,17 +24,21 @@ class Histogram:
     Not thread-safe: observe from one thread (the event loop's).
     """
 
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "first", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.bounds = bounds
         """The buckets' upper bounds, ascending."""
+        self.first = bounds[0]
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
         """The sum of every observation."""
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
+        if value <= self.first:  # most commands: no search
+            self.counts[0] += 1
+        else:
+            self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
     @property
@@ -49,3 +54,28 @@ class Histogram:
             running += count
             buckets.append((bound, running))
         return buckets
+
+
+_perf_counter = time.perf_counter
+
+
+class Timings(dict[str, Histogram]):
+    """Latency histograms by name: one service's commands that succeeded.
+
+    A service holds its own (``Service.command_timings``), so that timing a command
+    is one call with a string key, no tuple to build and hash.
+    """
+
+    __slots__ = ()
+
+    def since(self, name: str, started: float) -> None:
+        """Observe, under ``name``, the seconds from ``started`` (``time.perf_counter()``) to now."""
+        elapsed = _perf_counter() - started
+        histogram = self.get(name)
+        if histogram is None:
+            histogram = self[name] = Histogram()
+        if elapsed <= histogram.first:  # Histogram.observe, inlined: once per command
+            histogram.counts[0] += 1
+        else:
+            histogram.counts[bisect_left(histogram.bounds, elapsed)] += 1
+        histogram.sum += elapsed

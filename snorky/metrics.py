@@ -33,7 +33,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
 
-from snorky.histogram import LATENCY_BUCKETS, Histogram
+from snorky.histogram import LATENCY_BUCKETS, Histogram, Timings
 
 __all__ = ["Metrics", "CONTENT_TYPE", "LATENCY_BUCKETS"]
 
@@ -67,8 +67,11 @@ class Metrics:
         """Messages received, by service."""
         self.fanouts: dict[str, list[int]] = {}
         """By service: messages sent out, deliveries, bytes written."""
-        self.commands: dict[tuple[str, str, bool], Histogram] = {}
-        """Latencies of the commands answered, by service, command and success."""
+        self.succeeded: dict[str, Timings] = {}
+        """Latencies of the commands answered with success, by service and command
+        (each service times its own, see :meth:`timings_for`)."""
+        self.failed: dict[tuple[str, str], Histogram] = {}
+        """Latencies of the commands answered with an error, by service and command."""
         self.errors: dict[tuple[str, str], int] = {}
         """Error replies, by service and code."""
         self.limits: dict[str, int] = {}
@@ -91,14 +94,25 @@ class Metrics:
         counts = self.received_by
         counts[service] = counts.get(service, 0) + 1
 
+    def timings_for(self, service: str) -> Timings:
+        """The latencies of ``service``'s successful commands, which it fills itself
+        (``Service.command_timings``: the hot path of every call)."""
+        timings = self.succeeded.get(service)
+        if timings is None:
+            timings = self.succeeded[service] = Timings()
+        return timings
+
     def command_done(self, service: str, command: str, started: float, outcome: str) -> None:
         """A command that arrived at ``started`` (``time.perf_counter()``) was answered
         (``outcome`` is ``"ok"`` or the error code)."""
+        if outcome == "ok":
+            self.timings_for(service).since(command, started)
+            return
         elapsed = _perf_counter() - started
-        key = (service, command, outcome == "ok")
-        histogram = self.commands.get(key)
+        key = (service, command)
+        histogram = self.failed.get(key)
         if histogram is None:
-            histogram = self.commands[key] = Histogram(LATENCY_BUCKETS)
+            histogram = self.failed[key] = Histogram(LATENCY_BUCKETS)
         histogram.observe(elapsed)
 
     def error(self, service: str | None, code: str) -> None:
@@ -175,8 +189,14 @@ class Metrics:
             "Commands answered, by service, command and outcome, and how long the answer took",
             labels=["service", "command", "outcome"],
         )
-        for (service, command, ok), histogram in sorted(self.commands.items()):
-            _add_histogram(commands, [service, command, "ok" if ok else "error"], histogram)
+        done = [
+            ((service, command, "ok"), histogram)
+            for service, timings in self.succeeded.items()
+            for command, histogram in timings.items()
+        ]
+        done += [((service, command, "error"), histogram) for (service, command), histogram in self.failed.items()]
+        for labels, histogram in sorted(done, key=lambda item: item[0]):
+            _add_histogram(commands, list(labels), histogram)
         yield commands
         yield _counter(
             "snorky_errors",

@@ -174,8 +174,11 @@ class ServiceRegistry:
         """
         name, content = parse_envelope(msg)
         service = self.registered_services.get(name)
-        if self.metrics is not None:
-            self.metrics.received(name if service is not None else "")
+        metrics = self.metrics
+        if metrics is not None:  # Metrics.received, inlined: every message passes here
+            counts = metrics.received_by
+            key = name if service is not None else ""
+            counts[key] = counts.get(key, 0) + 1
         if service is None:
             error = ProtocolError(ERROR_CODES["unknown_service"], "unknown_service")
             error.service, error.content = name, content

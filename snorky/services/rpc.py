@@ -44,6 +44,7 @@ compat_log = logging.getLogger("snorky")
 """Where the lines Snorky 0.1 logged go, in 0.1's words (apps and tests match them)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
+_perf_counter = time.perf_counter
 
 
 def _ellipsis(text: str, max_length: int = 100) -> str:
@@ -77,8 +78,9 @@ class Request:
         """Whether :meth:`reply` or :meth:`error` was called."""
         self.debug = False
         """When true, exceptions in the command propagate (for tests), as in 0.1."""
-        self.started = time.perf_counter()
-        """When the call arrived (``time.perf_counter()``), for its latency in the metrics."""
+        self.started = _perf_counter() if service.command_timings is not None else 0.0
+        """When the call arrived (``time.perf_counter()``), for its latency in the metrics
+        (0.0 when the service is not timed)."""
         try:
             self.call_id = msg.get("callId")
             """The caller's id for this call, echoed in the answer as ``callId``."""
@@ -104,10 +106,11 @@ class Request:
             body = {"type": "response", "data": data}
         else:
             body = {"type": "response", "callId": self.call_id, "data": data}
-        self.service.send_message_to(self.client, body)
-        metrics = self.service.metrics
-        if metrics is not None:
-            metrics.command_done(self.service.name, self.command, self.started, "ok")
+        service = self.service
+        service.send_message_to(self.client, body)
+        timings = service.command_timings
+        if timings is not None:
+            timings.since(self.command, self.started)
 
     def error(self, msg: str, code: str | None = None, detail: str | None = None) -> None:
         """Answer the call with an error.

@@ -19,6 +19,7 @@ from snorky.protocol import Outbound
 if TYPE_CHECKING:
     from snorky.brokers.base import Broker
     from snorky.channels import ChannelMap
+    from snorky.histogram import Timings
     from snorky.limits import Limiter
     from snorky.metrics import Metrics
 
@@ -59,6 +60,9 @@ class Service:
     """The registry this service was registered in, if any."""
     _broker: Broker | None = None
     _broker_is_private = False
+    command_timings: Timings | None = None
+    """Where the latencies of this service's successful commands go: its share of the
+    registry's metrics, set when it is registered (``None``: not timed)."""
     channel_map: ChannelMap | None = None
     """The service's channels on this node, for a service that has channels (its
     counts reach the server's information, metrics and admin page)."""
@@ -103,6 +107,8 @@ class Service:
         self.registry = registry
         if self._broker is None or self._broker_is_private:
             self.broker = registry.broker
+        metrics = registry.metrics
+        self.command_timings = metrics.timings_for(self.name) if metrics is not None else None
         self.registered(registry)
 
     def registered(self, registry: Registry) -> None:
