@@ -1,6 +1,7 @@
 """The benchmark tooling: Snorky's benchmark server on this tree and on an older commit
 (``run.py --baseline``), and the same-run comparisons of the report."""
 
+import argparse
 import asyncio
 import json
 import os
@@ -22,6 +23,7 @@ OLD = "50269c3"
 PubSubService(namespaces=)."""
 
 sys.path.insert(0, str(BENCHMARKS))
+import instructions  # noqa: E402
 import run  # noqa: E402
 
 
@@ -274,3 +276,48 @@ class ComparisonTests(unittest.TestCase):
         self.assertEqual(run.source_notes({"runs": runs}), [])
         runs.append({"server": "snorky-metrics", "snorky_source": "c"})
         self.assertEqual(len(run.source_notes({"runs": runs})), 1)
+
+
+class InstructionsTests(unittest.TestCase):
+    """instructions.py: its workloads against the real server script (here without Valgrind,
+    which the tests do not install), and its report."""
+
+    def options(self, **changes):
+        options = {
+            "n": 5,
+            "messages": 3,
+            "calls": 21,
+            "connections": 4,
+            "warmup": 2,
+            "payload": 10,
+            "python": sys.executable,
+            "keep": None,
+            "rounds": 2,
+            "workloads": ["w1", "w2"],
+        }
+        options.update(changes)
+        return argparse.Namespace(**options)
+
+    def test_workloads_run_and_check_every_reply(self):
+        args = self.options()
+        sources = {False: None, True: None}
+        w1 = instructions.run_one("snorky", "w1", args, sources, counted=False)
+        self.assertEqual((w1["messages"], w1["deliveries"], w1["instructions"]), (3, 15, 0))
+        w2 = instructions.run_one("snorky-metrics", "w2", args, sources, counted=False)
+        self.assertEqual((w2["calls"], w2["instructions"]), (21, 0))
+
+    def test_report_gives_medians_and_ratios(self):
+        runs = {
+            "w1": {
+                "snorky@base": [{"per_delivery": 100.0}, {"per_delivery": 100.0}],
+                "snorky": [{"per_delivery": 90.0}, {"per_delivery": 110.0}],
+                "snorky-metrics": [{"per_delivery": 103.0}, {"per_delivery": 101.0}],
+            },
+            "w2": {"snorky": [{"per_call": 1000.0}, {"per_call": 1000.0}]},
+        }
+        results = {"command": "x", "valgrind": "valgrind-3", "baseline": "b (b)", "runs": runs}
+        text = instructions.report(results, self.options())
+        self.assertIn("| snorky@base | 100 | 100 to 100 | 1.000 | 1.000 |", text)
+        self.assertIn("| snorky | 100 | 90 to 110 | 1.000 | 1.000 |", text)
+        self.assertIn("| snorky-metrics | 102 | 101 to 103 | 1.020 | 1.020 |", text)
+        self.assertIn("| snorky | 1,000 | 1,000 to 1,000 | 1.000 |  |", text)

@@ -16,6 +16,8 @@ everywhere), so that the permission checks run on every subscribe and publish (t
 ``snorky-namespaces`` setup); with ``--limits``, the registry enforces ``snorky serve``'s
 default ``[limits]``, but for a command rate high enough that no message of the load
 generator is refused (the ``snorky-limits`` setup: every message still takes a token).
+``--no-pings`` turns WebSocket pings off (``instructions.py``: pings are work that grows
+with time, not with the load counted).
 
 The script also runs on older trees' ``snorky/`` (``run.py --baseline REF``): it
 passes only what the source takes, and ``--metrics`` or ``--namespaces`` on a source
@@ -109,6 +111,7 @@ async def main(
     metrics: bool = False,
     namespaces: bool = False,
     limits: bool = False,
+    pings: bool = True,
 ) -> None:
     services = [PubSubService("pubsub", **pubsub_options(namespaces)), EchoService("echo")]
     options = registry_options(metrics)
@@ -123,7 +126,9 @@ async def main(
 
         config = LimitsConfig(commands_per_second=1e9, commands_burst=10**9)
         registry.limiter = Limiter(config, registry.broker, options.get("metrics"))
-    route = {"compression": True} if compression else {}
+    route: dict[str, Any] = {"compression": True} if compression else {}
+    if not pings:
+        route["ping_interval"] = 0
     app = Application([SnorkyWebSocketHandler.get_route(registry, "/ws", **route)])
     sockets = bind_sockets(port, host, backlog=4096)
     HTTPServer(app).add_sockets(sockets)
@@ -146,6 +151,11 @@ if __name__ == "__main__":
         help="give PubSub the namespaces of snorky serve without a configuration file (anyone subscribes, publishes)",
     )
     parser.add_argument("--limits", action="store_true", help="enforce snorky serve's [limits] (commands not refused)")
+    parser.add_argument(
+        "--no-pings",
+        action="store_true",
+        help="send no WebSocket pings (instructions.py: work that depends on time, not on the load)",
+    )
     parser.add_argument(
         "--check", action="store_true", help="only check that the Snorky source has what the options ask for"
     )
@@ -170,6 +180,7 @@ if __name__ == "__main__":
                 args.metrics,
                 args.namespaces,
                 args.limits,
+                not args.no_pings,
             )
         )
     except KeyboardInterrupt:
