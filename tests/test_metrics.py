@@ -36,6 +36,20 @@ class MetricsTests(AsyncTestCase):
                 self.assertEqual(sample.labels["node"], self.server.broker.node_id)
         return samples
 
+    async def start_server(self, **options):
+        """A server with a backend port (where /metrics is) and publishing open to anyone."""
+        config = Config.from_dict(
+            {
+                "frontend": {"port": 0, "drain_window": 0},
+                "backend": {"port": 0, "api_key": "metrics-key"},
+                "namespaces": {"allow_publish": "anyone"},
+                **options,
+            }
+        )
+        self.server = SnorkyServer(config)
+        await self.server.start()
+        return self.server
+
     def moved(self, before, after, name, **labels):
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0) - before.get(key, 0)
@@ -46,15 +60,7 @@ class MetricsTests(AsyncTestCase):
     @gen_test(timeout=60)
     async def test_counters_move_by_what_was_done(self):
         """Connections, messages, commands, deliveries, errors and disconnects, counted exactly."""
-        config = Config.from_dict(
-            {
-                "frontend": {"port": 0, "drain_window": 0},
-                "backend": {"port": 0, "api_key": "metrics-key"},
-                "namespaces": {"allow_publish": "anyone"},
-            }
-        )
-        self.server = server = SnorkyServer(config)
-        await server.start()
+        server = await self.start_server()
         try:
             port = server.backend_port
             before = await self.scrape(port)
@@ -110,17 +116,7 @@ class MetricsTests(AsyncTestCase):
     async def test_broker_publish_latency_on_redis(self):
         """On a real Redis, each publish a client makes is timed once, to Redis's answer."""
         redis = RedisServer().start()
-        config = Config.from_dict(
-            {
-                "broker": redis.url,
-                "redis": {"prefix": "metrics-latency"},
-                "frontend": {"port": 0, "drain_window": 0},
-                "backend": {"port": 0, "api_key": "metrics-key"},
-                "namespaces": {"allow_publish": "anyone"},
-            }
-        )
-        self.server = server = SnorkyServer(config)
-        await server.start()
+        server = await self.start_server(broker=redis.url, redis={"prefix": "metrics-latency"})
         try:
             before = await self.scrape(server.backend_port)
             ws = await websocket_connect(f"ws://127.0.0.1:{server.frontend_port}/ws")
