@@ -162,3 +162,31 @@ class HistogramTests(unittest.TestCase):
         self.assertGreaterEqual(samples["snorky_command_duration_seconds_sum", ok], 20.0)
         error = (("command", "echo"), ("node", "n1"), ("outcome", "error"), ("service", "echo"))
         self.assertEqual(samples["snorky_command_duration_seconds_count", error], 1)
+
+
+class UntimedCallTests(unittest.TestCase):
+    def test_a_call_that_arrived_untimed_is_not_timed(self):
+        """A call made before its service had metrics (registered later) counts its error but
+        no duration: its arrival time was never read."""
+        from snorky import ServiceRegistry
+        from snorky.services.rpc import Request, RPCService
+
+        class Echo(RPCService):
+            pass
+
+        class Recorder:
+            def send(self, message):
+                pass
+
+        echo = Echo("echo")
+        early_ok = Request(echo, Recorder(), {"command": "x", "callId": 1})
+        early_error = Request(echo, Recorder(), {"command": "x", "callId": 2})
+        metrics = Metrics("n1")
+        ServiceRegistry([echo], metrics=metrics)
+        early_ok.reply(1)
+        early_error.error("Unknown command", "unknown_command")
+        timed = Request(echo, Recorder(), {"command": "x", "callId": 3})
+        timed.reply(2)
+        self.assertEqual(metrics.succeeded["echo"]["x"].count, 1)
+        self.assertEqual(metrics.failed, {})
+        self.assertEqual(metrics.errors, {("echo", "unknown_command"): 1})

@@ -109,7 +109,7 @@ class Request:
         service = self.service
         service.send_message_to(self.client, body)
         timings = service.command_timings
-        if timings is not None:
+        if timings is not None and self.started:  # not timed when it arrived: nothing to measure
             timings.since(self.command, self.started)
 
     def error(self, msg: str, code: str | None = None, detail: str | None = None) -> None:
@@ -130,7 +130,8 @@ class Request:
         self.service.send_message_to(self.client, error_body(code, self.call_id, msg, detail))
         metrics = self.service.metrics
         if metrics is not None:
-            metrics.command_done(self.service.name, self.command, self.started, code)
+            if self.started:
+                metrics.command_done(self.service.name, self.command, self.started, code)
             metrics.error(self.service.name, code)
 
     def format_call(self) -> str:
