@@ -117,7 +117,7 @@ class Metrics:
 
     def error(self, service: str | None, code: str) -> None:
         """An error reply went out."""
-        key = (service or "", code)
+        key = (service or "", str(code))  # an app's RPCError may carry any code
         self.errors[key] = self.errors.get(key, 0) + 1
 
     def limit_hit(self, limit: str) -> None:

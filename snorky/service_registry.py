@@ -70,8 +70,7 @@ class ServiceRegistry:
         """Clients currently connected through a long-lived transport."""
         self.auth_service: Any = None
         """The registered service that verifies tokens (an AuthService), if any."""
-        self.metrics = metrics
-        """Where connections, messages and errors are counted (``None``: nowhere)."""
+        self._metrics = metrics
         self.accepting = True
         """Whether new clients are admitted; a draining server turns it off, and a client
         that connects then is closed at once with 1013 (try again later, with backoff)."""
@@ -82,6 +81,20 @@ class ServiceRegistry:
         self._deciding: set[asyncio.Future[Any]] = set()
         for service in services or ():
             self.register_service(service)
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """Where connections, messages, commands and errors are counted (``None``: nowhere).
+
+        Setting it later also times the commands of the services already registered.
+        """
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics: Metrics | None) -> None:
+        self._metrics = metrics
+        for service in self.registered_services.values():
+            service.command_timings = metrics.timings_for(service.name) if metrics is not None else None
 
     def register_service(self, service: Service) -> None:
         """Add ``service`` under its name (replacing any service of that name)."""
@@ -174,7 +187,7 @@ class ServiceRegistry:
         """
         name, content = parse_envelope(msg)
         service = self.registered_services.get(name)
-        metrics = self.metrics
+        metrics = self._metrics
         if metrics is not None:  # Metrics.received, inlined: every message passes here
             counts = metrics.received_by
             key = name if service is not None else ""
@@ -228,8 +241,8 @@ class ServiceRegistry:
         ``content`` is the message being refused, if decoded; its ``callId`` is echoed.
         """
         call_id = content.get("callId") if isinstance(content, dict) else None
-        if self.metrics is not None:
-            self.metrics.error(service, code)
+        if self._metrics is not None:
+            self._metrics.error(service, code)
         deliver(client, Outbound({"service": service, "message": error_body(code, call_id)}))
 
     def client_connected(self, client: Any) -> None:
@@ -239,8 +252,8 @@ class ServiceRegistry:
             client.close(CLOSE_TRY_AGAIN_LATER)
             return
         self.clients.add(client)
-        if self.metrics is not None:
-            self.metrics.connected(transport_of(client))
+        if self._metrics is not None:
+            self._metrics.connected(transport_of(client))
         limiter = self.limiter
         if limiter is not None:
             admitted = limiter.connected(client)
@@ -315,9 +328,9 @@ class ServiceRegistry:
         """Tell every service that ``client`` left; each one drops its state for it."""
         if client in self.clients:
             self.clients.discard(client)
-            if self.metrics is not None:
+            if self._metrics is not None:
                 code = client.close_code if isinstance(client, Client) else None
-                self.metrics.disconnected(transport_of(client), code)
+                self._metrics.disconnected(transport_of(client), code)
         if self.limiter is not None:
             self.limiter.disconnected(client)
         for service in tuple(self.registered_services.values()):

@@ -164,7 +164,9 @@ class HistogramTests(unittest.TestCase):
         self.assertEqual(samples["snorky_command_duration_seconds_count", error], 1)
 
 
-class UntimedCallTests(unittest.TestCase):
+class MetricsEdgeTests(unittest.TestCase):
+    """Cases an app can bring about: metrics given late, calls from before, codes of its own."""
+
     def test_a_call_that_arrived_untimed_is_not_timed(self):
         """A call made before its service had metrics (registered later) counts its error but
         no duration: its arrival time was never read."""
@@ -190,3 +192,51 @@ class UntimedCallTests(unittest.TestCase):
         self.assertEqual(metrics.succeeded["echo"]["x"].count, 1)
         self.assertEqual(metrics.failed, {})
         self.assertEqual(metrics.errors, {("echo", "unknown_command"): 1})
+
+    def test_metrics_given_after_registration_time_the_commands(self):
+        """registry.metrics set after the services are registered: their commands are timed too."""
+        from snorky import ServiceRegistry
+        from snorky.services.rpc import RPCService, rpc_command
+
+        class Echo(RPCService):
+            @rpc_command
+            def echo(self, req, message):
+                return message
+
+        class Recorder:
+            def send(self, message):
+                pass
+
+        echo = Echo("echo")
+        registry = ServiceRegistry([echo])
+        registry.metrics = metrics = Metrics("n1")
+        registry.process_message_from(
+            Recorder(), {"service": "echo", "message": {"command": "echo", "params": {"message": 1}}}
+        )
+        registry.process_message_from(Recorder(), {"service": "echo", "message": {"command": "nope"}})
+        self.assertEqual(metrics.succeeded["echo"]["echo"].count, 1)
+        self.assertEqual(metrics.failed[("echo", "nope")].count, 1)
+        registry.metrics = None
+        self.assertIsNone(echo.command_timings)
+
+    def test_an_error_code_that_is_not_text_is_exposed_as_text(self):
+        """An app's RPCError(code=409) is labelled "409" and does not break the scrape."""
+        from snorky import ServiceRegistry
+        from snorky.services.rpc import RPCError, RPCService, rpc_command
+
+        class Strict(RPCService):
+            @rpc_command
+            def conflict(self, req):
+                raise RPCError("Conflict", code=409)
+
+        class Recorder:
+            def send(self, message):
+                pass
+
+        metrics = Metrics("n1")
+        registry = ServiceRegistry([Strict("strict")], metrics=metrics)
+        for command in ("conflict", "nope"):
+            registry.process_message_from(Recorder(), {"service": "strict", "message": {"command": command}})
+        families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
+        codes = {s.labels["code"]: s.value for s in families["snorky_errors"].samples if s.name.endswith("_total")}
+        self.assertEqual(codes, {"409": 1, "unknown_command": 1})

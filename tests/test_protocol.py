@@ -21,6 +21,18 @@ class DecodeTests(unittest.TestCase):
         """Equal objects hash alike whatever their key order."""
         self.assertEqual(hash(decode('{"a": 1, "b": 2}')), hash(decode('{"b": 2, "a": 1}')))
 
+    def test_hashable_input_is_copied_not_shared(self):
+        """make_hashable copies lists and dicts that are hashable already, nested ones too,
+        so that a value kept as a key is not the caller's object."""
+        inner = HashableList([1, {"b": 2}])
+        outer = HashableDict({"a": inner, "s": "text"})
+        copy = make_hashable(outer)
+        self.assertEqual(copy, outer)
+        self.assertIsNot(copy, outer)
+        self.assertIsNot(copy["a"], inner)
+        self.assertIsInstance(copy["a"][1], HashableDict)
+        self.assertIs(copy["s"], outer["s"])
+
     def test_invalid_json(self):
         """Bytes that are not JSON raise ProtocolError with code invalid_json."""
         with self.assertRaises(ProtocolError) as caught:
