@@ -74,8 +74,4 @@ class Timings(dict[str, Histogram]):
         histogram = self.get(name)
         if histogram is None:
             histogram = self[name] = Histogram()
-        if elapsed <= histogram.first:  # Histogram.observe, inlined: once per command
-            histogram.counts[0] += 1
-        else:
-            histogram.counts[bisect_left(histogram.bounds, elapsed)] += 1
-        histogram.sum += elapsed
+        histogram.observe(elapsed)

@@ -64,7 +64,8 @@ class Metrics:
         self.disconnects: dict[tuple[str, str], int] = {}
         """Connections closed, by transport and close code."""
         self.received_by: dict[str, int] = {}
-        """Messages received, by service."""
+        """Messages received, by service (``""``: no valid service); the registry counts
+        them itself as it routes each message (``ServiceRegistry.resolve``)."""
         self.fanouts: dict[str, list[int]] = {}
         """By service: messages sent out, deliveries, bytes written."""
         self.succeeded: dict[str, Timings] = {}
@@ -88,11 +89,6 @@ class Metrics:
         """A connection closed with ``code``."""
         key = (transport, str(code))
         self.disconnects[key] = self.disconnects.get(key, 0) + 1
-
-    def received(self, service: str) -> None:
-        """A client's message for ``service`` arrived."""
-        counts = self.received_by
-        counts[service] = counts.get(service, 0) + 1
 
     def timings_for(self, service: str) -> Timings:
         """The latencies of ``service``'s successful commands, which it fills itself
